@@ -1,0 +1,3 @@
+from aw_tui.cli import main
+
+raise SystemExit(main())

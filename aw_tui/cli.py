@@ -1,0 +1,366 @@
+"""The `aw-tui` command line.
+
+Usage errors exit 2 and failures exit 1, each with one line on stderr and no traceback. Commands import what
+they need when they run, so `aw-tui --help` and the read-only commands stay quick and never load litellm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, NoReturn
+
+from aw_tui import __version__
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class CliFailure(Exception):
+    """A failure to report as `aw-tui: <message>` with exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block: the user asked for something specific and needs the reason.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def bundled_samples_root() -> Path:
+    """The sample runs shipped inside the package (a run of aw-tui and one of the original extension)."""
+    return Path(str(resources.files("aw_tui.data") / "samples"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="aw-tui",
+        description="Supervise long analyst/worker LLM coding-agent runs. Without a command: list the runs.",
+    )
+    parser.add_argument("--version", action="version", version=f"aw-tui {__version__}")
+    roots = argparse.ArgumentParser(add_help=False)
+    roots.add_argument(
+        "--root",
+        dest="roots",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="a runs root to use instead of the configured ones (repeatable)",
+    )
+    roots.add_argument("--samples", action="store_true", help="use the sample runs bundled with aw-tui")
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = sub.add_parser("runs", parents=[roots], help="list runs, newest first")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p = sub.add_parser("status", parents=[roots], help="show a run's state summary")
+    p.add_argument("run", metavar="RUN", help="a run directory, or a unique prefix of a run's name")
+    p = sub.add_parser("ledger", parents=[roots], help="show a run's token, cost and time ledger")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--json", action="store_true", help="print totals and steps as JSON")
+    p.add_argument("--steps", action="store_true", help="also list every step")
+    p = sub.add_parser("rebuild", parents=[roots], help="rewrite run.json, state.md and ledger.json from events")
+    p.add_argument("run", metavar="RUN")
+
+    config = sub.add_parser("config", help="show the config files and the effective settings")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
+    p = config_sub.add_parser("set", help="write one setting to the project's (or with --global the user's) file")
+    p.add_argument("key", metavar="KEY", help="a dotted key, e.g. analyst.model")
+    p.add_argument("value", metavar="VALUE", help="the value; 'none' clears an optional setting")
+    p.add_argument("--global", dest="global_", action="store_true", help="write the user's config file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = _COMMANDS.get(args.command or "runs")
+    assert handler is not None
+    if args.command is None:
+        args.roots, args.samples, args.json = None, False, False
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # noqa: BLE001 - every failure becomes one line, never a traceback
+        message = _failure_message(error)
+        print(f"aw-tui: {message}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _failure_message(error: Exception) -> str:
+    from aw_tui.store.config import ConfigError
+    from aw_tui.store.lease import LeaseHeldError
+    from aw_tui.store.run import RunError
+
+    if isinstance(error, (CliFailure, RunError, LeaseHeldError)):
+        return str(error)
+    if isinstance(error, ConfigError):
+        return "; ".join(str(error).splitlines())
+    if isinstance(error, OSError):
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror or error}"
+    return f"unexpected error: {type(error).__name__}: {error}"
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _roots(args: argparse.Namespace) -> list[Path]:
+    if getattr(args, "samples", False):
+        return [bundled_samples_root()]
+    if getattr(args, "roots", None):
+        return list(args.roots)
+    from aw_tui.store.config import load_config
+
+    return load_config().runs_roots()
+
+
+def _resolve(args: argparse.Namespace) -> Path:
+    from aw_tui.store.discovery import resolve_run
+
+    return resolve_run(args.run, _roots(args))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    # Piped output gets a wide page so run names are never cut; a terminal uses its own width.
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _now() -> datetime:
+    from aw_tui.store.eventlog import utc_now
+
+    return utc_now()
+
+
+# --- commands -----------------------------------------------------------------------------------------------
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from aw_tui.model.formatting import format_age, format_cost
+    from aw_tui.store.discovery import discover_runs
+
+    roots = _roots(args)
+    now = _now()
+    listings = discover_runs(roots, now=now)
+    if args.json:
+        print(json.dumps([_listing_json(item) for item in listings], indent=2))
+        return EXIT_OK
+    console = _console()
+    if not listings:
+        console.print(f"No runs under {', '.join(str(r) for r in roots)}.")
+        return EXIT_OK
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column, justify in [
+        ("Run", "left"), ("State", "left"), ("Age", "right"), ("Analyst", "right"), ("Worker", "right"),
+        ("Gates", "right"), ("Lease", "left"),
+    ]:  # fmt: skip
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for item in listings:
+        summary = item.summary
+        if summary is None:
+            table.add_row(item.name, "[red]unreadable[/]", "", "", "", "", escape(item.error or ""))
+            continue
+        state = summary.state + (" [bold yellow]PAUSED[/]" if summary.paused else "")
+        age = format_age((now - summary.last_event_at).total_seconds()) if summary.last_event_at else "–"
+        analyst, worker = summary.cost_of("analyst"), summary.cost_of("worker")
+        gates = f"[bold magenta]{summary.open_gates}[/]" if summary.open_gates else "–"
+        table.add_row(
+            item.name, state, age, format_cost(analyst.cost, analyst.cost_known),
+            format_cost(worker.cost, worker.cost_known), gates, _liveness_markup(item.liveness),
+        )  # fmt: skip
+    console.print(table)
+    return EXIT_OK
+
+
+def _liveness_markup(liveness: str) -> str:
+    colour = {"live": "green", "orphaned": "yellow", "read-only": "cyan", "unreadable": "red"}.get(liveness)
+    return f"[{colour}]{liveness}[/]" if colour else liveness
+
+
+def _listing_json(item: Any) -> dict[str, Any]:
+    return {
+        "name": item.name,
+        "path": str(item.path),
+        "liveness": item.liveness,
+        "error": item.error,
+        "summary": item.summary.to_json() if item.summary else None,
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from aw_tui.model.formatting import format_age, format_cost, format_tokens, iso
+    from aw_tui.store.discovery import list_run
+    from aw_tui.store.run import open_run
+
+    path = _resolve(args)
+    opened = open_run(path)
+    state = opened.state
+    now = _now()
+    liveness = list_run(path, now=now).liveness
+    console = _console()
+    paused = "  [bold black on yellow] PAUSED [/]" if state.paused else ""
+    console.print(f"[bold]{escape(state.title or state.task or path.name)}[/]")
+    rows: list[tuple[str, str]] = [
+        ("Run", escape(f"{path.name}  ({path})")),
+        ("State", f"{state.state}{paused}" + (f"  — {escape(state.state_reason)}" if state.state_reason else "")),
+        ("Lease", _liveness_markup(liveness)),
+        ("Started", iso(state.created_at)),
+        ("Last event", f"{iso(state.last_event_at)} ({format_age((now - state.last_event_at).total_seconds())} ago)"
+         if state.last_event_at else "–"),
+        ("Workspace", escape(state.workspace or "–")),
+    ]  # fmt: skip
+    for role in ("analyst", "worker"):
+        settings = state.settings.get(role) if isinstance(state.settings.get(role), dict) else {}
+        if settings:
+            model, thinking = settings.get("model", "?"), settings.get("thinking", "?")
+            rows.append((role.capitalize(), escape(f"{model} (thinking {thinking})")))
+    for role, usage in state.ledger.by_role().items():
+        rows.append(
+            (f"{role.capitalize()} usage", f"{format_tokens(usage.input)} in · {format_tokens(usage.output)} out · "
+             f"{format_cost(usage.cost, usage.cost_known)}")
+        )  # fmt: skip
+    total = state.ledger.total
+    rows.append(("Total cost", format_cost(total.cost, total.cost_known)))
+    rows.append(("Steps", f"{len(state.steps)}" + (f" (last: {state.steps[-1].path})" if state.steps else "")))
+    running = state.running_agents
+    if running:
+        rows.append(("Running", escape(", ".join(f"{a.label or a.id} ({a.role})" for a in running))))
+    if state.memo.next_action:
+        rows.append(("Next action", escape(state.memo.next_action)))
+    for key, value in rows:
+        console.print(f"  [dim]{key:<14}[/] {value}")  # values are escaped where they hold user text
+    gates = state.open_gates
+    console.print(f"\n[bold]Open gates[/] ({len(gates)})" if gates else "\nNo open gates.")
+    for gate in gates:
+        waiting = format_age((now - gate.opened_at).total_seconds())
+        console.print(f"  [magenta]{escape(gate.id)}[/]  {gate.kind}  waiting {waiting}  {escape(gate.title)}")
+    problems = state.problems
+    if state.malformed_lines or problems:
+        console.print(f"\n[bold yellow]Problems[/] ({state.malformed_lines} malformed lines, {len(problems)} notes)")
+        for problem in problems[:10]:
+            console.print(f"  • {problem}", markup=False)
+    if opened.legacy:
+        console.print("\n[cyan]Written by the original extension: read-only.[/]")
+    return EXIT_OK
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from aw_tui.model.formatting import format_cost, format_duration, format_tokens
+    from aw_tui.model.ledger import TOKEN_TABLE_HEADER, timing_summary, token_table_rows
+    from aw_tui.store.run import open_run
+
+    path = _resolve(args)
+    opened = open_run(path)
+    state = opened.state
+    ledger = state.ledger
+    # A run nobody is writing stopped at its last event; only a live run's clock is still running.
+    live = not opened.legacy and opened.lease_status() == "live"
+    ended = _now() if live else state.last_event_at
+    timing = timing_summary(ledger, state.created_at, ended)
+    if args.json:
+        header = {"task_id": state.run_id, "task_title": state.title, "artifact_dir": str(path),
+                  "started_at": state.created_at.isoformat() if state.created_at else None, "config": state.settings}  # fmt: skip
+        data = ledger.to_json(header)
+        out = {
+            "run": path.name,
+            "totals": {
+                "by_model": data["totals"],
+                "by_role": data["totals_by_role"],
+                "by_role_model": data["totals_by_role_model"],
+                "total": data["total"],
+            },
+            "timing": {label: value for label, value, _ in timing.rows()},
+            "steps": data["steps"],
+            "compactions": data["compactions"],
+        }
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"[bold]Ledger of {path.name}[/]\n")
+    tokens = Table(box=None, pad_edge=False, header_style="bold")
+    for index, column in enumerate(TOKEN_TABLE_HEADER):
+        tokens.add_column(column, justify="left" if index < 2 else "right")
+    rows = token_table_rows(ledger)
+    for row in rows[:-1]:
+        tokens.add_row(*row)
+    tokens.add_row(*rows[-1], style="bold")
+    console.print(tokens)
+    console.print()
+    times = Table(box=None, pad_edge=False, header_style="bold")
+    for column, justify in [("Phase / activity", "left"), ("Time", "right"), ("Share", "right")]:
+        times.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in timing.rows():
+        times.add_row(*row)
+    console.print(times)
+    calls = timing.tool_calls_line()
+    if calls:
+        console.print(f"\nTool calls  {calls}")
+    if args.steps and ledger.steps:
+        steps = Table(box=None, pad_edge=False, header_style="bold", title=None)
+        for column in ("Step", "Role", "Phase", "Model", "In", "Out", "Cost", "Wall", "Tools", "State after"):
+            steps.add_column(column, justify="right" if column in ("Step", "In", "Out", "Cost", "Wall", "Tools") else "left")
+        for step in ledger.steps:
+            steps.add_row(
+                f"{step.step:04d}", step.role.capitalize(), step.phase, step.model, format_tokens(step.usage.input),
+                format_tokens(step.usage.output), format_cost(step.usage.cost, step.usage.cost_known),
+                format_duration(step.wall_ms), str(sum(step.tool_counts.values())), step.state_after or "–",
+            )  # fmt: skip
+        console.print()
+        console.print(steps)
+    return EXIT_OK
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from aw_tui.store.run import rebuild
+
+    if args.samples:
+        raise CliFailure("the bundled sample runs are read-only; copy one into a runs root to rebuild it")
+    path = _resolve(args)
+    state = rebuild(path)
+    extra = f"; {state.malformed_lines} malformed lines skipped" if state.malformed_lines else ""
+    print(f"rebuilt run.json, state.md and ledger.json of {path.name} from {state.events_applied} events{extra}")
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from aw_tui.store.config import describe, load_config, set_config_value
+
+    if args.config_command == "set":
+        written = set_config_value(args.key, args.value, global_=args.global_)
+        print(f"{args.key} = {args.value} written to {written}")
+        return EXIT_OK
+    loaded = load_config()
+    console = _console()
+    exists = lambda flag: "" if flag else "  [dim](not present)[/]"  # noqa: E731
+    console.print(f"User config     {loaded.user_path}{exists(loaded.user_exists)}")
+    console.print(f"Project config  {loaded.project_path}{exists(loaded.project_exists)}\n")
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("Key", "Value", "From"):
+        table.add_column(column)
+    for key, value, source in describe(loaded):
+        table.add_row(key, value, source if source != "default" else "[dim]default[/]")
+    console.print(table)
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "runs": cmd_runs,
+    "status": cmd_status,
+    "ledger": cmd_ledger,
+    "rebuild": cmd_rebuild,
+    "config": cmd_config,
+}

@@ -1,0 +1,1 @@
+"""Doing the work: LLM adapter, tools, agent loop, orchestrator. No textual."""

@@ -1,0 +1,302 @@
+"""Event types: one JSON object a line in events.jsonl, the source of truth of a run.
+
+Every event has `seq` (1, 2, 3, ... without gaps) and `ts` (UTC), stamped by the event log when it is appended;
+the engine builds events without them. Events are a pydantic union discriminated on `type`. A line whose type
+this version does not know becomes an `UnknownEvent`: kept in the file, counted and skipped by the reducer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+# The seed's states (reference/seeds.md §1.4) plus FINISHED (confirmed done) and FAILED (the engine gave up).
+StateName = Literal[
+    "IDLE",
+    "CONFIGURING",
+    "ANALYST_PLANNING",
+    "WORKER_RUNNING",
+    "ANALYST_REVIEWING",
+    "WAITING_FOR_OPERATOR",
+    "BLOCKED_NEEDS_OPERATOR",
+    "DONE_NEEDS_OPERATOR_CONFIRMATION",
+    "ARCHIVING",
+    "ABORTED",
+    "FINISHED",
+    "FAILED",
+]
+TERMINAL_STATES: frozenset[str] = frozenset({"ABORTED", "FINISHED", "FAILED"})
+
+AgentStatus = Literal["running", "done", "failed", "refused", "interrupted", "aborted"]
+GateKind = Literal["operator_input", "confirm_done", "dangerous_command", "budget", "step_limit"]
+GateDecision = Literal["approved", "rejected", "answered", "canceled"]
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class _Event(BaseModel):
+    # Frozen: states share event-derived values, so nothing may change them in place. Extra keys from a newer
+    # writer are ignored rather than fatal.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    seq: int = 0
+    ts: datetime = EPOCH
+
+
+class RunCreated(_Event):
+    type: Literal["run.created"] = "run.created"
+    run_id: str
+    task: str
+    title: str = ""
+    workspace: str = ""
+    kind: Literal["analyst_worker", "workflow"] = "analyst_worker"
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunStateChanged(_Event):
+    type: Literal["run.state"] = "run.state"
+    state: StateName
+    reason: str = ""
+
+
+class RunPaused(_Event):
+    type: Literal["run.paused"] = "run.paused"
+    command_id: str | None = None
+    reason: str = ""
+
+
+class RunResumed(_Event):
+    type: Literal["run.resumed"] = "run.resumed"
+    command_id: str | None = None
+    reason: str = ""
+
+
+class MemoUpdated(_Event):
+    """The run's working memory as the analyst last left it; rendered into state.md."""
+
+    type: Literal["memo.updated"] = "memo.updated"
+    hypothesis: str | None = None
+    next_action: str | None = None
+    operator_expected: str | None = None
+    done: list[str] | None = None
+    open_questions: list[str] | None = None
+    instruction_id: str | None = None
+    instruction: str | None = None
+
+
+class PhaseStarted(_Event):
+    type: Literal["phase.started"] = "phase.started"
+    id: str
+    title: str
+    parent: str | None = None
+
+
+class PhaseFinished(_Event):
+    type: Literal["phase.finished"] = "phase.finished"
+    id: str
+    status: Literal["done", "failed", "skipped"] = "done"
+
+
+class AgentStarted(_Event):
+    type: Literal["agent.started"] = "agent.started"
+    id: str
+    role: str
+    model: str
+    thinking: str = "off"
+    phase: str | None = None
+    parent: str | None = None
+    label: str = ""
+    step: int | None = None
+
+
+class AgentFinished(_Event):
+    type: Literal["agent.finished"] = "agent.finished"
+    id: str
+    status: AgentStatus = "done"
+    report: str | None = None
+    error: str | None = None
+
+
+class AgentUsage(_Event):
+    """Usage of one model call (one attempt); the ledger sums these, so each call is billed once."""
+
+    type: Literal["agent.usage"] = "agent.usage"
+    agent: str
+    input: int = Field(0, ge=0)
+    output: int = Field(0, ge=0)
+    cache_read: int = Field(0, ge=0)
+    cache_write: int = Field(0, ge=0)
+    reasoning: int = Field(0, ge=0)
+    cost: float = Field(0.0, ge=0)
+    cost_known: bool = True
+    context_tokens: int | None = None
+    attempt: int = 1
+
+
+class ToolStarted(_Event):
+    type: Literal["tool.started"] = "tool.started"
+    agent: str
+    call_id: str
+    tool: str
+    summary: str = ""
+
+
+class ToolFinished(_Event):
+    type: Literal["tool.finished"] = "tool.finished"
+    agent: str
+    call_id: str
+    tool: str
+    duration_ms: float = Field(0.0, ge=0)
+    error: str | None = None
+
+
+class StepReport(_Event):
+    """A finished turn: its report file and the facts the ledger step needs beyond the agent's own events."""
+
+    type: Literal["step.report"] = "step.report"
+    step: int = Field(ge=1)
+    role: str
+    phase: str
+    path: str
+    agent: str | None = None
+    state_after: str | None = None
+    context_tokens: int | None = None
+    context_window: int | None = None
+    artifact: str | None = None
+
+
+class Compaction(_Event):
+    type: Literal["compaction"] = "compaction"
+    agent: str | None = None
+    role: str = "other"
+    model: str = ""
+    phase: str = ""
+    tokens_before: int | None = None
+    status: Literal["completed", "failed"]
+    duration_ms: float = Field(0.0, ge=0)
+    error: str | None = None
+
+
+class GateOpened(_Event):
+    type: Literal["gate.opened"] = "gate.opened"
+    id: str
+    kind: GateKind
+    title: str
+    body: str = ""
+    options: list[str] = Field(default_factory=list)
+    requested_by: str = "engine"
+    # What an approval is bound to, e.g. the exact command text of a dangerous_command gate.
+    binding: str | None = None
+
+
+class GateResolved(_Event):
+    type: Literal["gate.resolved"] = "gate.resolved"
+    id: str
+    decision: GateDecision
+    text: str | None = None
+    resolved_by: str = "operator"
+    command_id: str | None = None
+
+
+class CommandAcknowledged(_Event):
+    type: Literal["command.acknowledged"] = "command.acknowledged"
+    command_id: str
+    cmd: str
+
+
+class CommandRejected(_Event):
+    type: Literal["command.rejected"] = "command.rejected"
+    command_id: str
+    cmd: str
+    reason: str
+
+
+class Log(_Event):
+    type: Literal["log"] = "log"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    message: str
+    agent: str | None = None
+
+
+KNOWN_EVENT_CLASSES = (
+    RunCreated,
+    RunStateChanged,
+    RunPaused,
+    RunResumed,
+    MemoUpdated,
+    PhaseStarted,
+    PhaseFinished,
+    AgentStarted,
+    AgentFinished,
+    AgentUsage,
+    ToolStarted,
+    ToolFinished,
+    StepReport,
+    Compaction,
+    GateOpened,
+    GateResolved,
+    CommandAcknowledged,
+    CommandRejected,
+    Log,
+)
+KnownEvent = Annotated[Union[KNOWN_EVENT_CLASSES], Field(discriminator="type")]
+EVENT_TYPES: frozenset[str] = frozenset(cls.model_fields["type"].default for cls in KNOWN_EVENT_CLASSES)
+
+
+class UnknownEvent(_Event):
+    """An event of a type this version does not know (a newer writer): kept in the file, skipped here."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    type: str
+
+
+Event = Union[KnownEvent, UnknownEvent]
+
+_KNOWN_ADAPTER: TypeAdapter[Any] = TypeAdapter(KnownEvent)
+
+
+class EventError(ValueError):
+    """A line that is JSON but not a valid event; the message is short enough for a status line."""
+
+
+def parse_event(data: Any) -> Event:
+    """Validate one decoded JSON object as an event. Raises EventError with a one-line reason."""
+    if not isinstance(data, dict):
+        raise EventError(f"not a JSON object ({type(data).__name__})")
+    kind = data.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise EventError("no 'type' field")
+    try:
+        if kind in EVENT_TYPES:
+            event = _KNOWN_ADAPTER.validate_python(data)
+        else:
+            event = UnknownEvent.model_validate(data)
+    except ValidationError as exc:
+        raise EventError(f"{kind}: {_first_error(exc)}") from None
+    if event.seq < 1:
+        raise EventError(f"{kind}: 'seq' must be a positive integer")
+    if event.ts.tzinfo is None:
+        # A naive timestamp is taken as UTC rather than rejected: it came from our own writer or a careless one.
+        event = event.model_copy(update={"ts": event.ts.replace(tzinfo=timezone.utc)})
+    return event
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False)[0]
+    location = [str(part) for part in error.get("loc", ())]
+    # The discriminated union puts the type tag first in the location; drop it, the caller names the type.
+    if location and location[0] in EVENT_TYPES:
+        location = location[1:]
+    where = ".".join(location)
+    message = error.get("msg", "invalid")
+    return f"{where}: {message}" if where else message
+
+
+def event_to_json(event: Event) -> dict[str, Any]:
+    """The JSON object written to events.jsonl: seq, ts and type first, then the event's own fields."""
+    data = event.model_dump(mode="json", exclude_none=True)
+    ordered = {"seq": data.pop("seq"), "ts": data.pop("ts"), "type": data.pop("type")}
+    ordered.update(data)
+    return ordered

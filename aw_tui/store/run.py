@@ -1,0 +1,297 @@
+"""One run directory: open it for reading, write it as the lease holder, rebuild its derived files.
+
+Readers (`open_run`) replay events.jsonl through the reducer, or read an original-extension run (no events)
+read-only. The writer (`RunWriter`) holds the lease, appends events, keeps its RunState current through the same
+reducer and rewrites run.json, state.md and ledger.json atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aw_tui.model import events as ev
+from aw_tui.model.legacy import LegacyLedgerRead, legacy_state
+from aw_tui.model.state import RunState, reduce_all
+from aw_tui.model.statemd import render_state_md
+from aw_tui.model.summary import snapshot_json
+from aw_tui.store.atomic import atomic_write_text
+from aw_tui.store.eventlog import Clock, EventReader, EventWriter, utc_now
+from aw_tui.store.layout import RunPaths, create_run_dir
+from aw_tui.store.lease import LeaseHandle, LeaseStatus, acquire_lease, lease_status, read_lease
+
+MAX_REPORT_BYTES = 8 * 1024 * 1024  # a step report larger than this is shown cut, never loaded whole
+
+
+class RunError(Exception):
+    """A run that cannot be opened or written; the message is one line for a user."""
+
+
+class ReadOnlyRunError(RunError):
+    pass
+
+
+@dataclass
+class OpenedRun:
+    paths: RunPaths
+    state: RunState
+    legacy: bool
+    reader: EventReader | None  # None for legacy runs: there is no event log to follow
+
+    def refresh(self) -> bool:
+        """Apply events appended since the last read. True when anything changed."""
+        if self.reader is None:
+            return False
+        new = self.reader.read_new()
+        if new:
+            self.state = reduce_all(self.state, new)
+        return bool(new)
+
+    def lease_status(self, now: datetime | None = None) -> LeaseStatus:
+        return lease_status(self.paths, now=now or utc_now())
+
+
+def is_run_dir(path: Path) -> bool:
+    """A directory aw-tui can open: ours (events.jsonl) or the original extension's (ledger.json/state.md)."""
+    return any((path / name).is_file() for name in ("events.jsonl", "ledger.json", "state.md"))
+
+
+def open_run(path: Path | str) -> OpenedRun:
+    """Open a run for reading. Raises RunError when it is not a run or cannot be read at all."""
+    paths = RunPaths.for_run_dir(Path(path))
+    root = paths.root
+    if not root.is_dir():
+        raise RunError(f"{root}: no such run directory")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise RunError(f"{root}: permission denied (cannot read the run directory)")
+    if paths.events.exists():
+        reader = EventReader(paths.events)
+        try:
+            events = reader.read_new()
+        except PermissionError:
+            raise RunError(f"{paths.events}: permission denied") from None
+        except OSError as error:
+            raise RunError(f"{paths.events}: {error.strerror or error}") from None
+        state = reduce_all(RunState(), events)
+        if not state.run_id:
+            state.run_id = root.name
+        return OpenedRun(paths, state, legacy=False, reader=reader)
+    if paths.ledger_json.exists() or paths.state_md.exists():
+        return OpenedRun(paths, read_legacy_run(paths), legacy=True, reader=None)
+    raise RunError(f"{root}: not a run directory (no events.jsonl, ledger.json or state.md)")
+
+
+def read_legacy_run(paths: RunPaths) -> RunState:
+    """A run of the original extension, as a read-only RunState. Never writes to the directory."""
+    problems: list[str] = []
+    ledger = _read_legacy_ledger(paths.ledger_json)
+    state_md: str | None = None
+    try:
+        state_md = paths.state_md.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        problems.append(f"state.md could not be read: {error.strerror or error}")
+        state_md = ""
+    step_files, step_problems = list_step_files(paths)
+    return legacy_state(paths.root.name, ledger, state_md, step_files, problems + step_problems)
+
+
+def _read_legacy_ledger(path: Path) -> LegacyLedgerRead:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return LegacyLedgerRead(missing=True)
+    except OSError as error:
+        return LegacyLedgerRead(error=error.strerror or str(error))
+    try:
+        return LegacyLedgerRead(data=json.loads(raw))
+    except (ValueError, RecursionError) as error:
+        return LegacyLedgerRead(error=f"not valid JSON ({str(error)[:120]})")
+
+
+def list_step_files(paths: RunPaths) -> tuple[list[str], list[str]]:
+    """Names of the step reports in steps/, and problems. A symlink leading outside the run is skipped."""
+    names: list[str] = []
+    problems: list[str] = []
+    if paths.steps_dir.is_symlink() and not _inside(paths.root, paths.steps_dir):
+        return names, ["steps/ is a symlink leading outside the run directory; not followed"]
+    try:
+        entries = list(os.scandir(paths.steps_dir))
+    except FileNotFoundError:
+        return names, problems
+    except OSError as error:
+        return names, [f"steps/ could not be listed: {error.strerror or error}"]
+    for entry in entries:
+        if not entry.name.endswith(".md"):
+            continue
+        if entry.is_symlink() and not _inside(paths.root, Path(entry.path)):
+            problems.append(f"steps/{entry.name} is a symlink leading outside the run directory; not followed")
+            continue
+        names.append(entry.name)
+    return sorted(names), problems
+
+
+def read_step_report(paths: RunPaths, relative: str, *, limit: int = MAX_REPORT_BYTES) -> str:
+    """The text of a step report named by a path relative to the run. Refuses anything resolving outside it."""
+    candidate = paths.root / relative
+    if not _inside(paths.root, candidate):
+        raise RunError(f"{relative}: leads outside the run directory; not read")
+    try:
+        with open(candidate, "rb") as file:
+            data = file.read(limit + 1)
+    except FileNotFoundError:
+        raise RunError(f"{relative}: the step report is missing") from None
+    except OSError as error:
+        raise RunError(f"{relative}: {error.strerror or error}") from None
+    text = data[:limit].decode("utf-8", errors="replace")
+    if len(data) > limit:
+        text += f"\n\n[report cut at {limit // (1024 * 1024)} MiB; open the file for the rest]\n"
+    return text
+
+
+def _inside(root: Path, candidate: Path) -> bool:
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(candidate)
+    return real == real_root or real.startswith(real_root + os.sep)
+
+
+# --- writing ----------------------------------------------------------------------------------------------
+
+
+class RunWriter:
+    """The one writer of a run: holds the lease, appends events and keeps the derived files current."""
+
+    def __init__(self, paths: RunPaths, lease: LeaseHandle, state: RunState, clock: Clock) -> None:
+        self.paths = paths
+        self.lease = lease
+        self.state = state
+        self._clock = clock
+        self._log = EventWriter(paths.events, last_seq=state.last_seq, recovered_dir=paths.recovered_dir, clock=clock)
+        self._events_bytes = _size(paths.events)
+        if self._log.repair is not None:
+            repair = self._log.repair
+            try:
+                self.emit(
+                    ev.Log(
+                        level="warning",
+                        message=f"repaired events.jsonl: a partial last line of {repair.size} bytes at offset "
+                        f"{repair.offset} (left by a crash) was moved to {repair.saved_to}",
+                    )
+                )
+            except BaseException:
+                self._log.close()  # the caller releases the lease; nothing else would close this descriptor
+                raise
+
+    @classmethod
+    def create(
+        cls,
+        root: Path | str,
+        *,
+        task: str,
+        title: str | None = None,
+        workspace: str = "",
+        settings: dict[str, Any] | None = None,
+        kind: str = "analyst_worker",
+        clock: Clock = utc_now,
+    ) -> RunWriter:
+        """A new run directory `aw_<local time>_<slug>` under root, leased, with its run.created event."""
+        now = clock()
+        run_dir = create_run_dir(Path(root), title or task, now.astimezone())
+        paths = RunPaths.for_run_dir(run_dir)
+        lease = acquire_lease(paths, now=now)
+        try:
+            writer = cls(paths, lease, RunState(), clock)
+        except BaseException:
+            lease.release()
+            raise
+        try:
+            writer.emit(
+                ev.RunCreated(
+                    run_id=run_dir.name, task=task, title=title or task, workspace=workspace, kind=kind,  # type: ignore[arg-type]
+                    settings=settings or {},
+                )
+            )
+        except BaseException:
+            # A full disk on the first event must not leave the run leased (shown live) until this process exits.
+            writer._log.close()
+            lease.release()
+            raise
+        return writer
+
+    @classmethod
+    def attach(cls, path: Path | str, *, clock: Clock = utc_now) -> RunWriter:
+        """Take over an existing run (resume, rebuild). Refused while another process holds its lease."""
+        opened = open_run(path)
+        if opened.legacy:
+            raise ReadOnlyRunError(
+                f"{opened.paths.root.name} was written by the original extension and is read-only"
+            )
+        lease = acquire_lease(opened.paths, now=clock())
+        try:
+            # Re-read under the lease: the previous writer may have appended after our first read.
+            opened.refresh()
+            return cls(opened.paths, lease, opened.state, clock)
+        except BaseException:
+            lease.release()
+            raise
+
+    def emit(self, *events: ev.Event) -> list[ev.Event]:
+        """Append events (stamped with seq and ts) and fold them into `state`. Returns the stamped events."""
+        stamped = self._log.append(events)
+        self.state = reduce_all(self.state, stamped)
+        self._events_bytes = _size(self.paths.events)
+        return stamped
+
+    def write_derived(self) -> None:
+        """Rewrite run.json, state.md and ledger.json from the state, each atomically."""
+        write_derived_files(self.paths, self.state, events_bytes=self._events_bytes, now=self._clock())
+
+    def heartbeat(self) -> None:
+        self.lease.heartbeat(self._clock())
+
+    def close(self) -> None:
+        try:
+            self.write_derived()
+        finally:
+            self._log.close()
+            self.lease.release()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def write_derived_files(paths: RunPaths, state: RunState, *, events_bytes: int, now: datetime) -> None:
+    lease = read_lease(paths)
+    snapshot = snapshot_json(state, events_bytes=events_bytes, lease=lease.to_json() if lease else None)
+    atomic_write_text(paths.run_json, json.dumps(snapshot, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(paths.state_md, render_state_md(state, run_dir=str(paths.root), now=now))
+    header = {
+        "task_id": state.run_id,
+        "task_title": state.title,
+        "artifact_dir": str(paths.root),
+        "started_at": state.created_at.isoformat().replace("+00:00", "Z") if state.created_at else None,
+        "config": state.settings,
+    }
+    atomic_write_text(paths.ledger_json, json.dumps(state.ledger.to_json(header), indent=2, ensure_ascii=False) + "\n")
+
+
+def rebuild(path: Path | str, *, clock: Clock = utc_now) -> RunState:
+    """Rewrite the derived files from events.jsonl alone. Takes the lease, so never races a live writer."""
+    writer = RunWriter.attach(path, clock=clock)
+    writer.close()
+    return writer.state
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,1 @@
+"""TCSS files for the Textual app, shipped inside the wheel as aw_tui.styles."""

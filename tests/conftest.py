@@ -1,0 +1,16 @@
+"""Test-wide settings: no network, no keys, no user config."""
+
+import os
+
+# litellm must read its bundled cost map, never fetch one; set before anything imports it.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_config(tmp_path_factory, monkeypatch):
+    """Every test gets empty config dirs, so the developer's own config never leaks in."""
+    home = tmp_path_factory.mktemp("config-home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home
