@@ -4,6 +4,8 @@
 
 Targets (issue 2): reduce >= 200,000 events/s; open a 100,000-event run <= 1 s; tail 1,000 appended events
 <= 10 ms. Each figure is the median of --repeat runs, printed as a table and returned by measure().
+Opening is measured as users meet it (run.json's checkpoint plus the events written after it) and, for
+comparison, as a full replay of every event, which is what happens when run.json is missing or stale.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from aw_tui.model.events import event_to_json  # noqa: E402
 from aw_tui.model.state import RunState, reduce_all  # noqa: E402
 from aw_tui.store.eventlog import EventReader  # noqa: E402
 from aw_tui.store.jsonl import JsonlAppender  # noqa: E402
-from aw_tui.store.run import open_run  # noqa: E402
+from aw_tui.store.layout import RunPaths  # noqa: E402
+from aw_tui.store.run import open_run, write_derived_files  # noqa: E402
 
 
 def realistic_events(count: int, start_seq: int = 1) -> list[ev.Event]:
@@ -75,8 +78,16 @@ def measure(n_events: int = 100_000, repeat: int = 5) -> list[dict]:
         run.mkdir()
         lines = "".join(json.dumps(event_to_json(e), separators=(",", ":")) + "\n" for e in events)
         (run / "events.jsonl").write_text(lines, encoding="utf-8")
+        size = (run / "events.jsonl").stat().st_size
+        size_mb = size / 1e6
+        replay_s = _median_seconds(lambda: open_run(run, use_checkpoint=False), repeat)
+        # As a writer leaves it: a checkpoint in run.json, then 1,000 events appended after it.
+        head = events[:-1000]
+        write_derived_files(RunPaths.for_run_dir(run), reduce_all(RunState(), head),
+                            events_bytes=len("".join(lines.splitlines(keepends=True)[:-1000]).encode()),
+                            events_lines=len(head), now=events[-1].ts)  # fmt: skip
         open_s = _median_seconds(lambda: open_run(run), repeat)
-        size_mb = (run / "events.jsonl").stat().st_size / 1e6
+        assert open_run(run).state == open_run(run, use_checkpoint=False).state
 
         # Tail: a reader that has read everything, then a writer appends 1,000 events in one batch.
         tail_read, tail_reduce = [], []
@@ -99,8 +110,10 @@ def measure(n_events: int = 100_000, repeat: int = 5) -> list[dict]:
     return [
         {"figure": "reduce throughput", "value": n_events / reduce_s, "unit": "events/s", "target": 200_000,
          "met": n_events / reduce_s >= 200_000},
-        {"figure": f"open a {n_events:,}-event run ({size_mb:.1f} MB)", "value": open_s * 1000, "unit": "ms",
-         "target": 1000, "met": open_s <= 1.0},
+        {"figure": f"open a {n_events:,}-event run ({size_mb:.1f} MB), checkpoint + 1,000 newer events",
+         "value": open_s * 1000, "unit": "ms", "target": 1000, "met": open_s <= 1.0},
+        {"figure": f"open a {n_events:,}-event run, full replay (no run.json)", "value": replay_s * 1000,
+         "unit": "ms", "target": None, "met": None},
         {"figure": "tail 1,000 appended events (read+parse)", "value": statistics.median(tail_read) * 1000,
          "unit": "ms", "target": 10, "met": statistics.median(tail_read) <= 0.010},
         {"figure": "tail 1,000 appended events (read+parse+reduce)", "value": statistics.median(tail_reduce) * 1000,

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aw_tui.model.state import AgentNode, PhaseNode, RunState
+from aw_tui.model.codec import state_to_json
+from aw_tui.model.state import RunState
 
 SNAPSHOT_VERSION = 1
 
@@ -106,8 +107,14 @@ def summarize(state: RunState) -> RunSummary:
     )
 
 
-def snapshot_json(state: RunState, *, events_bytes: int, lease: dict[str, Any] | None) -> dict[str, Any]:
-    """run.json: a summary for listings, then the whole state (tree, gates, steps, notes) for other readers."""
+def snapshot_json(
+    state: RunState, *, events_bytes: int, events_lines: int, lease: dict[str, Any] | None
+) -> dict[str, Any]:
+    """run.json: a summary for listings, the lease, and a checkpoint of the whole state.
+
+    The checkpoint is exact (model/codec.py) and says which prefix of events.jsonl it reflects, so a reader
+    can load it and apply only the events after it instead of replaying the whole log.
+    """
     return {
         "version": SNAPSHOT_VERSION,
         "summary": summarize(state).to_json(),
@@ -116,78 +123,8 @@ def snapshot_json(state: RunState, *, events_bytes: int, lease: dict[str, Any] |
         "lease": lease,
         "task": state.task,
         "workspace": state.workspace,
-        "kind": state.kind,
-        "settings": state.settings,
-        "state_reason": state.state_reason,
-        "memo": {
-            "hypothesis": state.memo.hypothesis,
-            "next_action": state.memo.next_action,
-            "operator_expected": state.memo.operator_expected,
-            "done": list(state.memo.done),
-            "open_questions": list(state.memo.open_questions),
-            "instruction_id": state.memo.instruction_id,
-        },
-        "phases": [_phase_json(p) for p in state.phases.values()],
-        "agents": [_agent_json(a) for a in state.agents.values()],
-        "gates": [
-            {
-                "id": g.id,
-                "kind": g.kind,
-                "title": g.title,
-                "status": g.status,
-                "requested_by": g.requested_by,
-                "binding": g.binding,
-                "opened_at": _iso(g.opened_at),
-                "resolved_at": _iso(g.resolved_at),
-                "resolved_by": g.resolved_by,
-                "text": g.text,
-            }
-            for g in state.gates.values()
-        ],
-        "steps": [
-            {"step": s.step, "role": s.role, "phase": s.phase, "path": s.path, "agent": s.agent} for s in state.steps
-        ],
-        "notes": [{"ts": _iso(n.ts), "text": n.text} for n in state.notes],
-        "malformed_lines": state.malformed_lines,
-        "unknown_events": state.unknown_events,
-        "problems": list(state.problems),
+        "checkpoint": {"events_lines": events_lines, "state": state_to_json(state)},
     }
-
-
-def _phase_json(node: PhaseNode) -> dict[str, Any]:
-    return {
-        "id": node.id,
-        "title": node.title,
-        "parent": node.parent,
-        "status": node.status,
-        "started_at": _iso(node.started_at),
-        "finished_at": _iso(node.finished_at),
-        "agents": list(node.agents),
-        "phases": list(node.phases),
-    }
-
-
-def _agent_json(node: AgentNode) -> dict[str, Any]:
-    return {
-        "id": node.id,
-        "role": node.role,
-        "model": node.model,
-        "thinking": node.thinking,
-        "phase": node.phase,
-        "parent": node.parent,
-        "label": node.label,
-        "step": node.step,
-        "status": node.status,
-        "started_at": _iso(node.started_at),
-        "finished_at": _iso(node.finished_at),
-        "usage": node.usage.to_json(),
-        "tool_count": node.tool_count,
-        "tool_errors": node.tool_errors,
-        "report": node.report,
-        "error": node.error,
-        "children": list(node.children),
-    }
-
 
 
 def _iso(ts: datetime | None) -> str | None:

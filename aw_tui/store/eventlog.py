@@ -26,12 +26,16 @@ class EventReader:
     (a writer mid-append, or a crash) is left for the next call. Raises TailReset when the file was replaced.
     """
 
-    def __init__(self, path: Path | str) -> None:
-        self._tail = JsonlTail(path)
+    def __init__(self, path: Path | str, *, offset: int = 0, line_number: int = 0) -> None:
+        self._tail = JsonlTail(path, offset=offset, line_number=line_number)
 
     @property
     def offset(self) -> int:
         return self._tail.offset
+
+    @property
+    def line_number(self) -> int:
+        return self._tail.line_number
 
     def reset(self) -> None:
         self._tail.reset()

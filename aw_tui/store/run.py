@@ -18,9 +18,10 @@ from aw_tui.model import events as ev
 from aw_tui.model.legacy import LegacyLedgerRead, legacy_state
 from aw_tui.model.state import RunState, reduce_all
 from aw_tui.model.statemd import render_state_md
+from aw_tui.model.codec import CodecError, state_from_json
 from aw_tui.model.summary import snapshot_json
 from aw_tui.store.atomic import atomic_write_text
-from aw_tui.store.eventlog import Clock, EventReader, EventWriter, utc_now
+from aw_tui.store.eventlog import Clock, EventReader, EventWriter, TailReset, utc_now
 from aw_tui.store.layout import RunPaths, create_run_dir
 from aw_tui.store.lease import LeaseHandle, LeaseStatus, acquire_lease, lease_status, read_lease
 
@@ -60,8 +61,12 @@ def is_run_dir(path: Path) -> bool:
     return any((path / name).is_file() for name in ("events.jsonl", "ledger.json", "state.md"))
 
 
-def open_run(path: Path | str) -> OpenedRun:
-    """Open a run for reading. Raises RunError when it is not a run or cannot be read at all."""
+def open_run(path: Path | str, *, use_checkpoint: bool = True) -> OpenedRun:
+    """Open a run for reading. Raises RunError when it is not a run or cannot be read at all.
+
+    With `use_checkpoint`, a valid checkpoint in run.json is loaded and only the events after it are applied;
+    the result equals a full replay (tests/store/test_checkpoint.py). Without it, every event is replayed.
+    """
     paths = RunPaths.for_run_dir(Path(path))
     root = paths.root
     if not root.is_dir():
@@ -69,20 +74,63 @@ def open_run(path: Path | str) -> OpenedRun:
     if not os.access(root, os.R_OK | os.X_OK):
         raise RunError(f"{root}: permission denied (cannot read the run directory)")
     if paths.events.exists():
-        reader = EventReader(paths.events)
+        checkpoint = _load_checkpoint(paths) if use_checkpoint else None
+        state, reader = checkpoint or (RunState(), EventReader(paths.events))
         try:
+            events = reader.read_new()
+        except TailReset:
+            state, reader = RunState(), EventReader(paths.events)  # the log was replaced under the checkpoint
             events = reader.read_new()
         except PermissionError:
             raise RunError(f"{paths.events}: permission denied") from None
         except OSError as error:
             raise RunError(f"{paths.events}: {error.strerror or error}") from None
-        state = reduce_all(RunState(), events)
+        state = reduce_all(state, events)
         if not state.run_id:
             state.run_id = root.name
         return OpenedRun(paths, state, legacy=False, reader=reader)
     if paths.ledger_json.exists() or paths.state_md.exists():
         return OpenedRun(paths, read_legacy_run(paths), legacy=True, reader=None)
     raise RunError(f"{root}: not a run directory (no events.jsonl, ledger.json or state.md)")
+
+
+_CHECKPOINT_TAIL_BYTES = 256 * 1024  # how far back to look for the checkpoint's last event line
+
+
+def _load_checkpoint(paths: RunPaths) -> tuple[RunState, EventReader] | None:
+    """The state in run.json and a reader positioned after the events it reflects, or None to replay.
+
+    The checkpoint is trusted only if the line ending at its offset is the event with its last seq, so a log
+    that was replaced, truncated or rewritten since is always replayed instead.
+    """
+    try:
+        snapshot = json.loads(paths.run_json.read_bytes())
+        offset = snapshot["events_bytes"]
+        checkpoint = snapshot["checkpoint"]
+        state = state_from_json(checkpoint["state"])
+        lines = checkpoint["events_lines"]
+        if not isinstance(offset, int) or not isinstance(lines, int) or offset < 0:
+            return None
+        if offset == 0:
+            return (state, EventReader(paths.events)) if state.last_seq == 0 else None
+        with open(paths.events, "rb") as file:
+            start = max(0, offset - _CHECKPOINT_TAIL_BYTES)
+            file.seek(start)
+            head = file.read(offset - start)
+    except (OSError, ValueError, KeyError, TypeError, CodecError):
+        return None
+    if len(head) != offset - start or not head.endswith(b"\n"):
+        return None
+    newline = head.rfind(b"\n", 0, len(head) - 1)
+    if newline < 0 and start > 0:
+        return None  # the last line is longer than we looked back: replay
+    try:
+        last = json.loads(head[newline + 1 : -1])
+    except ValueError:
+        return None
+    if not isinstance(last, dict) or last.get("seq") != state.last_seq:
+        return None
+    return state, EventReader(paths.events, offset=offset, line_number=lines)
 
 
 def read_legacy_run(paths: RunPaths) -> RunState:
@@ -166,8 +214,12 @@ def _inside(root: Path, candidate: Path) -> bool:
 class RunWriter:
     """The one writer of a run: holds the lease, appends events and keeps the derived files current."""
 
-    def __init__(self, paths: RunPaths, lease: LeaseHandle, state: RunState, clock: Clock) -> None:
+    def __init__(
+        self, paths: RunPaths, lease: LeaseHandle, state: RunState, clock: Clock, *, events_lines: int = 0
+    ) -> None:
         self.paths = paths
+        # Complete lines in events.jsonl, kept for the checkpoint so a reader resuming there numbers lines right.
+        self._events_lines = events_lines
         self.lease = lease
         self.state = state
         self._clock = clock
@@ -226,7 +278,8 @@ class RunWriter:
     @classmethod
     def attach(cls, path: Path | str, *, clock: Clock = utc_now) -> RunWriter:
         """Take over an existing run (resume, rebuild). Refused while another process holds its lease."""
-        opened = open_run(path)
+        # The writer replays every event rather than trusting a checkpoint: what it writes next derives from this.
+        opened = open_run(path, use_checkpoint=False)
         if opened.legacy:
             raise ReadOnlyRunError(
                 f"{opened.paths.root.name} was written by the original extension and is read-only"
@@ -235,7 +288,8 @@ class RunWriter:
         try:
             # Re-read under the lease: the previous writer may have appended after our first read.
             opened.refresh()
-            return cls(opened.paths, lease, opened.state, clock)
+            assert opened.reader is not None
+            return cls(opened.paths, lease, opened.state, clock, events_lines=opened.reader.line_number)
         except BaseException:
             lease.release()
             raise
@@ -243,13 +297,16 @@ class RunWriter:
     def emit(self, *events: ev.Event) -> list[ev.Event]:
         """Append events (stamped with seq and ts) and fold them into `state`. Returns the stamped events."""
         stamped = self._log.append(events)
+        self._events_lines += len(stamped)
         self.state = reduce_all(self.state, stamped)
         self._events_bytes = _size(self.paths.events)
         return stamped
 
     def write_derived(self) -> None:
         """Rewrite run.json, state.md and ledger.json from the state, each atomically."""
-        write_derived_files(self.paths, self.state, events_bytes=self._events_bytes, now=self._clock())
+        write_derived_files(
+            self.paths, self.state, events_bytes=self._events_bytes, events_lines=self._events_lines, now=self._clock()
+        )
 
     def heartbeat(self) -> None:
         self.lease.heartbeat(self._clock())
@@ -268,10 +325,15 @@ class RunWriter:
         self.close()
 
 
-def write_derived_files(paths: RunPaths, state: RunState, *, events_bytes: int, now: datetime) -> None:
+def write_derived_files(
+    paths: RunPaths, state: RunState, *, events_bytes: int, events_lines: int, now: datetime
+) -> None:
     lease = read_lease(paths)
-    snapshot = snapshot_json(state, events_bytes=events_bytes, lease=lease.to_json() if lease else None)
-    atomic_write_text(paths.run_json, json.dumps(snapshot, indent=2, ensure_ascii=False) + "\n")
+    snapshot = snapshot_json(
+        state, events_bytes=events_bytes, events_lines=events_lines, lease=lease.to_json() if lease else None
+    )
+    # Compact: the checkpoint of a long run is large, and people read state.md, not run.json.
+    atomic_write_text(paths.run_json, json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False) + "\n")
     atomic_write_text(paths.state_md, render_state_md(state, run_dir=str(paths.root), now=now))
     header = {
         "task_id": state.run_id,
