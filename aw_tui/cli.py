@@ -152,7 +152,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return EXIT_OK
     console = _console()
     if not listings:
-        console.print(f"No runs under {', '.join(str(r) for r in roots)}.")
+        console.print(
+            f"No runs under {', '.join(str(r) for r in roots)}. "
+            "Try [bold]aw-tui runs --samples[/] for the bundled samples, or --root DIR for another root.",
+            highlight=False,
+        )
         return EXIT_OK
     from rich.markup import escape
     from rich.table import Table
@@ -211,7 +215,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     paused = "  [bold black on yellow] PAUSED [/]" if state.paused else ""
     console.print(f"[bold]{escape(state.title or state.task or path.name)}[/]")
     rows: list[tuple[str, str]] = [
-        ("Run", escape(f"{path.name}  ({path})")),
+        ("Run", escape(path.name)),
+        ("Directory", escape(str(path))),
         ("State", f"{state.state}{paused}" + (f"  — {escape(state.state_reason)}" if state.state_reason else "")),
         ("Lease", _liveness_markup(liveness)),
         ("Started", iso(state.created_at)),

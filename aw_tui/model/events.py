@@ -291,6 +291,10 @@ def _first_error(exc: ValidationError) -> str:
         location = location[1:]
     where = ".".join(location)
     message = error.get("msg", "invalid")
+    if len(message) > 80:
+        message = message[:77] + "..."
+    if "input" in error and not isinstance(error["input"], (dict, list)):
+        message = f"{message} (got {error['input']!r:.40})"
     return f"{where}: {message}" if where else message
 
 

@@ -278,7 +278,9 @@ class _Batch:
             # Already applied: a tail that re-read an overlap, or a duplicated line. Applying twice would bill twice.
             return
         if seq != state.last_seq + 1:
-            self.problem(f"events {state.last_seq + 1}..{seq - 1} are missing (gap before seq {seq})")
+            missing = state.last_seq + 1
+            what = f"event {missing} is" if missing == seq - 1 else f"events {missing}..{seq - 1} are"
+            self.problem(f"{what} missing (gap before seq {seq})")
         state.last_seq = seq
         state.last_event_at = event.ts  # type: ignore[union-attr]
         state.events_applied += 1

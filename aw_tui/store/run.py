@@ -19,6 +19,7 @@ from aw_tui.model.legacy import LegacyLedgerRead, legacy_state
 from aw_tui.model.state import RunState, reduce_all
 from aw_tui.model.statemd import render_state_md
 from aw_tui.model.codec import CodecError, state_from_json
+from aw_tui.model.ledger import iso_or_none
 from aw_tui.model.summary import snapshot_json
 from aw_tui.store.atomic import atomic_write_text
 from aw_tui.store.eventlog import Clock, EventReader, EventWriter, TailReset, utc_now
@@ -198,7 +199,7 @@ def read_step_report(paths: RunPaths, relative: str, *, limit: int = MAX_REPORT_
         raise RunError(f"{relative}: {error.strerror or error}") from None
     text = data[:limit].decode("utf-8", errors="replace")
     if len(data) > limit:
-        text += f"\n\n[report cut at {limit // (1024 * 1024)} MiB; open the file for the rest]\n"
+        text += f"\n\n[report cut at {limit:,} bytes; open the file for the rest]\n"
     return text
 
 
@@ -339,10 +340,23 @@ def write_derived_files(
         "task_id": state.run_id,
         "task_title": state.title,
         "artifact_dir": str(paths.root),
-        "started_at": state.created_at.isoformat().replace("+00:00", "Z") if state.created_at else None,
-        "config": state.settings,
+        "started_at": iso_or_none(state.created_at),
+        "config": seed_config(state),
     }
     atomic_write_text(paths.ledger_json, json.dumps(state.ledger.to_json(header), indent=2, ensure_ascii=False) + "\n")
+
+
+def seed_config(state: RunState) -> dict[str, Any]:
+    """Our settings, plus the seed's AwConfig names for tools that read the original ledger.json."""
+    config: dict[str, Any] = dict(state.settings)
+    for role in ("analyst", "worker"):
+        role_settings = state.settings.get(role)
+        if isinstance(role_settings, dict):
+            for ours, theirs in (("model", "Model"), ("thinking", "ThinkingLevel"), ("context_limit", "ContextLimitTokens")):
+                if ours in role_settings:
+                    config[f"{role}{theirs}"] = role_settings[ours]
+    config.update(cwd=state.workspace, taskTitle=state.title, taskDescription=state.task, taskId=state.run_id)
+    return config
 
 
 def rebuild(path: Path | str, *, clock: Clock = utc_now) -> RunState:
