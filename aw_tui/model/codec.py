@@ -13,7 +13,7 @@ from aw_tui.model import events as ev
 from aw_tui.model.ledger import Ledger, LedgerCompaction, LedgerStep, Usage
 from aw_tui.model.state import AgentNode, Gate, Memo, OperatorNote, PhaseNode, RunState, StepRef
 
-CODEC_VERSION = 1
+CODEC_VERSION = 2  # bump on any change of layout: an old checkpoint is then replayed, never misread
 
 
 class CodecError(ValueError):
@@ -47,7 +47,7 @@ def state_to_json(s: RunState) -> dict[str, Any]:
         "phases": [[p.id, p.title, p.parent, p.status, _ts(p.started_at), _ts(p.finished_at), p.agents, p.phases]
                    for p in s.phases.values()],
         "agents": [[a.id, a.role, a.model, a.thinking, a.phase, a.parent, a.label, a.step, _ts(a.started_at), a.status,
-                    _ts(a.finished_at), _usage(a.usage), a.context_tokens, a.llm_calls, a.tool_count, a.tool_errors,
+                    _ts(a.finished_at), _usage(a.usage), a.context_tokens, a.llm_calls, a.llm_failures, a.tool_count, a.tool_errors,
                     a.tools_running, a.tool_ms, a.tool_ms_by_name, a.tool_counts, a.report, a.error, a.children]
                    for a in s.agents.values()],
         "root_phases": s.root_phases, "root_agents": s.root_agents,
@@ -95,7 +95,7 @@ def state_from_json(d: dict[str, Any]) -> RunState:
             phases={p[0]: PhaseNode(p[0], p[1], p[2], p[3], _dt(p[4]), _dt(p[5]), p[6], p[7]) for p in d["phases"]},
             agents={a[0]: AgentNode(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], _dt(a[8]), a[9], _dt(a[10]),
                                     _usage_back(a[11]), a[12], a[13], a[14], a[15], a[16], a[17], a[18], a[19],
-                                    a[20], a[21], a[22]) for a in d["agents"]},
+                                    a[20], a[21], a[22], a[23]) for a in d["agents"]},
             root_phases=d["root_phases"], root_agents=d["root_agents"],
             gates={g[0]: Gate(g[0], g[1], g[2], g[3], tuple(g[4]), g[5], g[6], _dt(g[7]), g[8], g[9], g[10], g[11],
                               g[12], _dt(g[13])) for g in d["gates"]},

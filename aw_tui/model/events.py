@@ -150,6 +150,26 @@ class ToolFinished(_Event):
     tool: str
     duration_ms: float = Field(0.0, ge=0)
     error: str | None = None
+    # The sandbox or the policy said no (path outside the workspace, a forbidden tool, a rejected command):
+    # nothing ran. `error` says why.
+    refused: bool = False
+
+
+class LlmAttempt(_Event):
+    """One try of one model call, successful or not. Usage of a try that was billed follows as agent.usage."""
+
+    type: Literal["llm.attempt"] = "llm.attempt"
+    agent: str
+    attempt: int = Field(ge=1)
+    model: str
+    outcome: Literal[
+        "ok", "rate_limited", "server_error", "connection_error", "timeout", "bad_request", "auth_error",
+        "context_window", "other",
+    ]  # fmt: skip
+    duration_ms: float = Field(0.0, ge=0)
+    error: str | None = None
+    # When the engine will try again (Retry-After honoured up to its cap, else backoff); None: no retry.
+    retry_in_s: float | None = None
 
 
 class StepReport(_Event):
@@ -233,6 +253,7 @@ KNOWN_EVENT_CLASSES = (
     AgentUsage,
     ToolStarted,
     ToolFinished,
+    LlmAttempt,
     StepReport,
     Compaction,
     GateOpened,

@@ -65,6 +65,7 @@ class AgentNode:
     usage: Usage = ZERO_USAGE
     context_tokens: int | None = None
     llm_calls: int = 0
+    llm_failures: int = 0  # failed tries (retried or not), from llm.attempt
     tool_count: int = 0
     tool_errors: int = 0
     tools_running: int = 0
@@ -79,7 +80,7 @@ class AgentNode:
         node = AgentNode(
             self.id, self.role, self.model, self.thinking, self.phase, self.parent, self.label, self.step,
             self.started_at, self.status, self.finished_at, self.usage, self.context_tokens, self.llm_calls,
-            self.tool_count, self.tool_errors, self.tools_running, self.tool_ms, dict(self.tool_ms_by_name),
+            self.llm_failures, self.tool_count, self.tool_errors, self.tools_running, self.tool_ms, dict(self.tool_ms_by_name),
             dict(self.tool_counts), self.report, self.error, list(self.children),
         )  # fmt: skip
         return node
@@ -441,6 +442,16 @@ def _tool_finished(b: _Batch, e: ev.ToolFinished) -> None:
         node.tool_errors += 1
 
 
+def _llm_attempt(b: _Batch, e: ev.LlmAttempt) -> None:
+    if e.outcome == "ok":
+        return
+    node = b.agent(e.agent)
+    if node is None:
+        b.problem(f"llm.attempt for unknown agent {e.agent!r}")
+        return
+    node.llm_failures += 1
+
+
 def _step_report(b: _Batch, e: ev.StepReport) -> None:
     s = b.state
     s.steps.append(StepRef(e.step, e.role, e.phase, e.path, e.agent, e.ts))
@@ -535,6 +546,7 @@ _HANDLERS: dict[str, Callable[[_Batch, Any], None]] = {
     "agent.usage": _agent_usage,
     "tool.started": _tool_started,
     "tool.finished": _tool_finished,
+    "llm.attempt": _llm_attempt,
     "step.report": _step_report,
     "compaction": _compaction,
     "gate.opened": _gate_opened,

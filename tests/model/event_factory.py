@@ -27,7 +27,7 @@ def event_streams(draw, max_size: int = 60) -> list:
     for i in range(draw(st.integers(0, max_size))):
         kind = draw(st.sampled_from(
             ["phase", "phase_end", "agent", "agent_end", "usage", "tool", "step", "gate", "resolve", "state",
-             "pause", "log", "compaction", "ack", "memo", "unknown"]
+             "pause", "log", "compaction", "ack", "memo", "attempt", "unknown"]
         ))
         pick = lambda pool: draw(st.sampled_from(pool + ["ghost"])) if pool else "ghost"  # noqa: E731
         if kind == "phase":
@@ -72,6 +72,10 @@ def event_streams(draw, max_size: int = 60) -> list:
             out.append(draw(st.sampled_from([ev.RunPaused(), ev.RunResumed()])))
         elif kind == "log":
             out.append(ev.Log(message=f"log {i}"))
+        elif kind == "attempt":
+            out.append(ev.LlmAttempt(agent=pick(agents), attempt=1, model="m1",
+                                     outcome=draw(st.sampled_from(["ok", "rate_limited", "timeout"])),
+                                     retry_in_s=draw(st.sampled_from([None, 1.5]))))
         elif kind == "compaction":
             out.append(ev.Compaction(status=draw(st.sampled_from(["completed", "failed"])), duration_ms=10, tokens_before=115_200))
         elif kind == "ack":
