@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -81,13 +82,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         args.roots, args.samples, args.json = None, False, False
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a closed pipe shows up here, where it is handled, not at interpreter exit
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`aw-tui runs --json | head -1`): stop quietly, as rich does for its tables.
+        _discard_stdout()
+        return EXIT_FAILURE
     except Exception as error:  # noqa: BLE001 - every failure becomes one line, never a traceback
         message = _failure_message(error)
         print(f"aw-tui: {message}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not hit the broken pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (captured in tests): nothing to protect
+        pass
 
 
 def _failure_message(error: Exception) -> str:

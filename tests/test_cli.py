@@ -690,3 +690,23 @@ def test_the_read_only_commands_never_import_litellm(tmp_path: Path, isolated_co
     )
     done = run_process(["-c", script], cwd=tmp_path, config_home=isolated_config)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("args", [["runs", "--samples", "--json"], ["ledger", "--samples", "aw_2026", "--json"],
+                                  ["runs", "--samples"]])  # fmt: skip
+def test_a_reader_that_goes_away_ends_the_command_quietly(
+    tmp_path: Path, isolated_config: Path, args: list[str]
+) -> None:
+    """`aw-tui runs --json | head -1`: the closed pipe is no failure to report, and never a traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        env = {**os.environ, "PYTHONPATH": REPO_ROOT, "XDG_CONFIG_HOME": str(isolated_config)}
+        done = subprocess.run(
+            [sys.executable, "-m", "aw_tui", *args], cwd=tmp_path, env=env, stdout=write_end,
+            stderr=subprocess.PIPE, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""
+    assert done.returncode == 1

@@ -89,7 +89,9 @@ def list_run(path: Path, *, now: datetime) -> RunListing:
         try:
             opened = open_run(path)
         except RunError as error:
-            return RunListing(path, None, "unreadable", str(error))
+            # The row already names the run; say what inside it failed.
+            reason = str(error).replace(f"{path}{os.sep}", "").replace(f"{path}: ", "")
+            return RunListing(path, None, "unreadable", reason)
         summary, legacy = summarize(opened.state), opened.legacy
     if legacy or summary.read_only:
         return RunListing(path, summary, "read-only")
