@@ -31,6 +31,15 @@ def fsync_directory(directory: Path | str) -> None:
         os.close(fd)
 
 
+def write_all_and_fsync(fd: int, data: bytes) -> None:
+    """Write every byte (os.write may write fewer than asked) and make them durable."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    os.fsync(fd)
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     """Replace `path` with `data` atomically.
 
@@ -51,11 +60,7 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     try:
         try:
             os.fchmod(fd, mode)  # mkstemp makes 0600; a derived file should read like any other
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
+            write_all_and_fsync(fd, data)
         finally:
             os.close(fd)
         os.replace(temp_name, target)
