@@ -48,7 +48,13 @@ class OpenedRun:
         """Apply events appended since the last read. True when anything changed."""
         if self.reader is None:
             return False
-        new = self.reader.read_new()
+        try:
+            new = self.reader.read_new()
+        except TailReset:
+            # The log was replaced or cut under us: what we built from it no longer holds. Start over.
+            self.reader.reset()
+            self.state = reduce_all(RunState(), self.reader.read_new())
+            return True
         if new:
             self.state = reduce_all(self.state, new)
         return bool(new)

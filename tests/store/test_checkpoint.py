@@ -93,3 +93,16 @@ def test_a_damaged_or_truncated_checkpoint_falls_back_to_replay(tmp_path):
     with open(writer.paths.events, "r+b") as file:  # the log lost its tail after the checkpoint was written
         file.truncate(writer.paths.events.stat().st_size - 10)
     assert open_run(writer.paths.root).state == open_run(writer.paths.root, use_checkpoint=False).state
+
+
+def test_a_follower_starts_over_when_the_log_is_replaced(tmp_path):
+    writer = make_run(tmp_path, n=5)
+    writer.close()
+    opened = open_run(writer.paths.root)
+    lines = writer.paths.events.read_bytes().splitlines(keepends=True)
+    replacement = tmp_path / "replacement.jsonl"
+    replacement.write_bytes(b"".join(lines[:3]))  # a shorter log, as after a restore from backup
+    replacement.replace(writer.paths.events)
+    assert opened.refresh() is True
+    assert opened.state == open_run(writer.paths.root, use_checkpoint=False).state
+    assert opened.state.last_seq == 3
