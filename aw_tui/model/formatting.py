@@ -76,12 +76,6 @@ def format_age(seconds: float) -> str:
     return f"{int(seconds // 86_400)}d"
 
 
-def format_percent(fraction: float | None) -> str:
-    if fraction is None:
-        return DASH
-    return f"{fraction * 100:.0f}%"
-
-
 def iso(ts: datetime | None, timespec: str = "seconds") -> str:
     """ISO-8601 with a Z for UTC: how timestamps appear in files meant for people."""
     if ts is None:

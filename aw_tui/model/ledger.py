@@ -45,10 +45,6 @@ class Usage:
     def total_tokens(self) -> int:
         return self.input + self.output + self.cache_read + self.cache_write
 
-    @property
-    def is_empty(self) -> bool:
-        return self.total_tokens == 0 and self.reasoning == 0 and self.cost == 0 and self.cost_known
-
     def to_json(self) -> dict[str, Any]:
         return {
             "in": self.input,

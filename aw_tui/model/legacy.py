@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from aw_tui.model.events import StateName
-from aw_tui.model.ledger import Ledger, LedgerCompaction, LedgerStep, Usage
+from aw_tui.model.events import EPOCH, StateName
+from aw_tui.model.ledger import OTHER_ROLE, Ledger, LedgerCompaction, LedgerStep, Usage
 from aw_tui.model.state import AgentNode, Memo, PhaseNode, RunState, StepRef
 from aw_tui.model.statemd import parse_state_md
 
@@ -87,7 +87,7 @@ def _apply_ledger(state: RunState, read: LegacyLedgerRead) -> None:
         # The seed's own fallback: no steps, so book each model's totals under role "other".
         for model, totals in data["totals"].items():
             if isinstance(totals, dict):
-                ledger.add_usage("other", str(model), Usage.from_json(totals))
+                ledger.add_usage(OTHER_ROLE, str(model), Usage.from_json(totals))
     for raw in data.get("compactions") or []:
         if isinstance(raw, dict):
             ledger.compactions.append(
@@ -115,7 +115,7 @@ def _ledger_step(raw: Any) -> LedgerStep | None:
     tool_counts = raw.get("tool_counts") if isinstance(raw.get("tool_counts"), dict) else {}
     return LedgerStep(
         step=raw["step"],
-        role=(_str(raw.get("role")) or "other").lower(),
+        role=(_str(raw.get("role")) or OTHER_ROLE).lower(),
         phase=_str(raw.get("phase")),
         model=_str(raw.get("model")),
         thinking_level=_str(raw.get("thinking_level")),
@@ -139,7 +139,7 @@ def _add_step_node(state: RunState, step: LedgerStep) -> None:
     """One phase per step with its agent under it, so the tree shows the run's turns."""
     phase_id = f"step-{step.step:04d}"
     title = f"{step.step:04d} {_PHASE_TITLE.get(step.phase, step.phase or 'Step')}"
-    started = step.started_at or step.finished_at or datetime(1970, 1, 1, tzinfo=timezone.utc)
+    started = step.started_at or step.finished_at or EPOCH
     agent_id = f"{phase_id}-{step.role}"
     state.phases[phase_id] = PhaseNode(
         phase_id, title, None, "done", step.started_at, step.finished_at, agents=[agent_id]
@@ -191,11 +191,8 @@ def _apply_step_files(state: RunState, step_files: list[str]) -> None:
             continue
         number, role, phase = int(match.group(1)), match.group(2), f"{match.group(2)}_{match.group(3)}"
         state.steps.append(
-            StepRef(number, role, _PHASE_OF_FILE.get(phase, phase.upper()), f"steps/{name}", None, _EPOCH)
+            StepRef(number, role, _PHASE_OF_FILE.get(phase, phase.upper()), f"steps/{name}", None, EPOCH)
         )
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _settings_from_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from aw_tui.model import events as ev
-from aw_tui.model.ledger import ZERO_USAGE, Ledger, LedgerCompaction, LedgerStep, Usage
+from aw_tui.model.ledger import OTHER_ROLE, ZERO_USAGE, Ledger, LedgerCompaction, LedgerStep, Usage
 
 MAX_PROBLEMS = 50  # problems kept for display; the counters keep counting beyond
 MAX_LOGS = 500
@@ -187,9 +187,6 @@ class RunState:
     @property
     def running_agents(self) -> list[AgentNode]:
         return [a for a in self.agents.values() if a.status == "running"]
-
-    def usage_by_role(self) -> dict[str, Usage]:
-        return self.ledger.by_role()
 
     def shallow_copy(self) -> RunState:
         copy = RunState.__new__(RunState)
@@ -410,8 +407,8 @@ def _agent_usage(b: _Batch, e: ev.AgentUsage) -> None:
     usage = Usage(e.input, e.output, e.cache_read, e.cache_write, e.reasoning, e.cost, e.cost_known)
     node = b.agent(e.agent)
     if node is None:
-        b.problem(f"usage for unknown agent {e.agent!r} booked under role 'other'")
-        b.state.ledger.add_usage("other", "unknown", usage)
+        b.problem(f"usage for unknown agent {e.agent!r} booked under role {OTHER_ROLE!r}")
+        b.state.ledger.add_usage(OTHER_ROLE, "unknown", usage)
         return
     node.usage = node.usage + usage
     node.llm_calls += 1
