@@ -15,9 +15,12 @@ def declared_packages() -> list[str]:
 
 
 def test_every_package_directory_is_declared():
+    data = REPO / "aw_tui" / "data"
     found = {
         ".".join(path.parent.relative_to(REPO).parts)
         for path in (REPO / "aw_tui").rglob("__init__.py")
+        # The demo project under data/ is shipped as files, not as packages of aw_tui.
+        if path.parent == data or data not in path.parents
     }
     assert found | {"aw_tui.styles"} == set(declared_packages())
 
@@ -35,5 +38,8 @@ def test_wheel_contains_styles_and_samples(tmp_path):
     assert any(n.endswith("/events.jsonl") for n in samples)
     assert any(n.endswith("/steps/0001_analyst_plan.md") for n in samples)
     assert any(n.endswith("speed_up_gpu_sort/ledger.json") for n in samples)
+    assert "aw_tui/data/demo/script.json" in names
+    assert "aw_tui/data/demo/project/shop/pricing.py" in names
+    assert "aw_tui/data/demo/project/tests/test_pricing.py" in names
     for package in declared_packages():
         assert package.replace(".", "/") + "/__init__.py" in names

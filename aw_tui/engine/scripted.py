@@ -280,6 +280,18 @@ class ScriptedProvider:
     def played(self) -> dict[str, int]:
         return dict(self._cursor)
 
+    def skip(self, played: Mapping[str, int]) -> None:
+        """Start each role's queue after the turns an earlier process already played (a resumed run)."""
+        for role, count in played.items():
+            if role not in self._cursor:
+                continue
+            if count > len(self.script.roles[role]):
+                raise ScriptError(
+                    f"script {self.name}: the run already made {count} call(s) as {role!r}, "
+                    f"but the script has only {len(self.script.roles[role])} turn(s) for it"
+                )
+            self._cursor[role] = max(self._cursor[role], count)
+
     def assert_finished(self) -> None:
         left = {role: n for role, n in self.remaining().items() if n}
         if left:

@@ -220,6 +220,14 @@ class GateResolved(_Event):
     command_id: str | None = None
 
 
+class OperatorNoted(_Event):
+    """A note from the operator, carried into the next prompts (gate answers become notes too)."""
+
+    type: Literal["operator.note"] = "operator.note"
+    text: str
+    command_id: str | None = None
+
+
 class CommandAcknowledged(_Event):
     type: Literal["command.acknowledged"] = "command.acknowledged"
     command_id: str
@@ -258,6 +266,7 @@ KNOWN_EVENT_CLASSES = (
     Compaction,
     GateOpened,
     GateResolved,
+    OperatorNoted,
     CommandAcknowledged,
     CommandRejected,
     Log,

@@ -54,6 +54,25 @@ class LimitSettings(_SettingsModel):
     max_autonomous_hours: float = Field(default=24.0, gt=0, allow_inf_nan=False)
 
 
+class ToolSettings(_SettingsModel):
+    """The worker's tools: which it may use and which bash commands wait for the operator."""
+
+    policy: Literal["all-tools", "read-only", "no-tools"] = "all-tools"
+    bash_timeout_s: float = Field(default=120.0, gt=0, allow_inf_nan=False)
+    # Regexes: a command matching one of these also needs approval; one matching an allowed pattern entirely is
+    # exempt from the built-in dangerous-command rules (extra patterns win).
+    dangerous_patterns: list[str] = Field(default_factory=list)
+    allowed_patterns: list[str] = Field(default_factory=list)
+
+
+class LlmSettings(_SettingsModel):
+    """How hard the engine tries a model call before giving up (the engine owns retries, not litellm)."""
+
+    max_attempts: int = Field(default=4, ge=1, le=20)
+    max_retry_after_s: float = Field(default=60.0, ge=0, allow_inf_nan=False)
+    timeout_s: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+
+
 class RunsSettings(_SettingsModel):
     """Where run directories are discovered and created (the first root is where new runs go)."""
 
@@ -75,6 +94,8 @@ class Settings(_SettingsModel):
     runs: RunsSettings = Field(default_factory=RunsSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    tools: ToolSettings = Field(default_factory=ToolSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
 
     @model_validator(mode="before")
     @classmethod

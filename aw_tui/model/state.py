@@ -508,11 +508,19 @@ def _gate_resolved(b: _Batch, e: ev.GateResolved) -> None:
         gate.id, gate.kind, gate.title, gate.body, gate.options, gate.requested_by, gate.binding, gate.opened_at,
         gate.opened_seq, e.decision, e.text, e.resolved_by, e.command_id, e.ts,
     )  # fmt: skip
-    if e.text:
-        notes = b.state.notes
-        notes.append(OperatorNote(e.ts, e.text))
-        if len(notes) > MAX_NOTES:
-            del notes[: len(notes) - MAX_NOTES]
+    if e.text and e.decision != "canceled":
+        _add_note(b, OperatorNote(e.ts, e.text))
+
+
+def _operator_noted(b: _Batch, e: ev.OperatorNoted) -> None:
+    _add_note(b, OperatorNote(e.ts, e.text))
+
+
+def _add_note(b: _Batch, note: OperatorNote) -> None:
+    notes = b.state.notes
+    notes.append(note)
+    if len(notes) > MAX_NOTES:
+        del notes[: len(notes) - MAX_NOTES]
 
 
 def _command_acknowledged(b: _Batch, e: ev.CommandAcknowledged) -> None:
@@ -548,6 +556,7 @@ _HANDLERS: dict[str, Callable[[_Batch, Any], None]] = {
     "compaction": _compaction,
     "gate.opened": _gate_opened,
     "gate.resolved": _gate_resolved,
+    "operator.note": _operator_noted,
     "command.acknowledged": _command_acknowledged,
     "command.rejected": _command_rejected,
     "log": _log,

@@ -45,6 +45,13 @@ ALL_KEYS = [
     "budget.max_tokens",
     "limits.max_worker_steps_before_operator",
     "limits.max_autonomous_hours",
+    "tools.policy",
+    "tools.bash_timeout_s",
+    "tools.dangerous_patterns",
+    "tools.allowed_patterns",
+    "llm.max_attempts",
+    "llm.max_retry_after_s",
+    "llm.timeout_s",
 ]
 
 
@@ -263,6 +270,13 @@ def test_flatten_defaults():
         ("budget.max_tokens", None),
         ("limits.max_worker_steps_before_operator", None),
         ("limits.max_autonomous_hours", 24.0),
+        ("tools.policy", "all-tools"),
+        ("tools.bash_timeout_s", 120.0),
+        ("tools.dangerous_patterns", []),
+        ("tools.allowed_patterns", []),
+        ("llm.max_attempts", 4),
+        ("llm.max_retry_after_s", 60.0),
+        ("llm.timeout_s", 600.0),
     ]
 
 

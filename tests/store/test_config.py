@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aw_tui.model.settings import Settings
+from aw_tui.model.settings import Settings, valid_keys
 from aw_tui.store import config as config_module
 from aw_tui.store.config import (
     ConfigError,
@@ -198,7 +198,7 @@ def test_describe_lists_every_key_with_text_and_source(project, user_file):
     rows = describe(load_config(project))
     assert [key for key, _, _ in rows][:3] == ["analyst.model", "analyst.thinking", "analyst.context_limit"]
     by_key = {key: (text, source) for key, text, source in rows}
-    assert len(by_key) == 13
+    assert len(by_key) == len(valid_keys())
     assert by_key["analyst.model"] == ("u/a", "user")
     assert by_key["analyst.thinking"] == ("high", "default")
     assert by_key["analyst.api_base"] == ("none", "default")
