@@ -65,6 +65,49 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rebuild", parents=[roots], help="rewrite run.json, state.md and ledger.json from events")
     p.add_argument("run", metavar="RUN")
 
+    thinking = ("off", "minimal", "low", "medium", "high", "xhigh")
+    engine = argparse.ArgumentParser(add_help=False)
+    engine.add_argument("--headless", action="store_true",
+                        help="print one line per event instead of opening the TUI")  # fmt: skip
+    engine.add_argument("--auto-approve", dest="auto_approve", action="append", default=[], metavar="KIND",
+                        choices=("operator_input", "confirm_done", "dangerous_command", "budget", "step_limit", "all"),
+                        help="approve gates of this kind without asking (repeatable; 'all' for every kind)")  # fmt: skip
+    engine.add_argument("--quiet", action="store_true", help="headless: leave out usage, tool and ack lines")
+
+    p = sub.add_parser("run", parents=[engine], help="start a run: the analyst plans, the worker executes")
+    p.add_argument("task", metavar="TASK", help="what the run should achieve")
+    p.add_argument("--analyst", metavar="MODEL", help="the analyst's litellm model (default from config)")
+    p.add_argument("--worker", metavar="MODEL", help="the worker's litellm model (default from config)")
+    p.add_argument("--analyst-thinking", choices=thinking, metavar="LEVEL", help="off|minimal|low|medium|high|xhigh")
+    p.add_argument("--worker-thinking", choices=thinking, metavar="LEVEL", help="off|minimal|low|medium|high|xhigh")
+    p.add_argument("--workspace", type=Path, default=None, metavar="DIR", help="the project to work in (default: .)")
+    p.add_argument("--runs-root", type=Path, default=None, metavar="DIR", help="where the run directory goes")
+    p.add_argument("--title", default=None, help="a short title (default: the task)")
+    p.add_argument("--script", type=Path, default=None, metavar="FILE",
+                   help="the script that scripted/<role> models play (offline runs and tests)")  # fmt: skip
+    p = sub.add_parser("demo", parents=[engine], help="fix a real failing test in a bundled project, offline")
+    p.add_argument("--runs-root", type=Path, default=None, metavar="DIR", help="where the run directory goes")
+    p = sub.add_parser("resume", parents=[roots, engine], help="continue a paused or orphaned run")
+    p.add_argument("run", metavar="RUN")
+    for name, text in (("pause", "pause a run: the tool call in flight finishes, nothing new starts"),
+                       ("abort", "abort a run: stop its model call and tools now; state ABORTED"),
+                       ("finish", "end a run as finished (the operator's decision)")):  # fmt: skip
+        p = sub.add_parser(name, parents=[roots], help=text)
+        p.add_argument("run", metavar="RUN")
+    for name, text in (("approve", "approve a gate"), ("reject", "reject a gate, optionally with a reason"),
+                       ("answer", "answer an operator_input gate")):  # fmt: skip
+        p = sub.add_parser(name, parents=[roots], help=text)
+        p.add_argument("run", metavar="RUN")
+        p.add_argument("gate", metavar="GATE", help="the gate id, e.g. g-0001 (see `aw-tui status RUN`)")
+        p.add_argument("text", metavar="TEXT", nargs="?" if name != "answer" else None, default=None,
+                       help="the answer" if name == "answer" else "optional text (reason or new budget cap)")  # fmt: skip
+    p = sub.add_parser("note", parents=[roots], help="leave a note for the analyst's next prompt")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("text", metavar="TEXT")
+    p = sub.add_parser("archive", parents=[roots], help="copy a run to the archive folder")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("destination", metavar="DEST", nargs="?", default=None, help="default: <runs root>/archive/...")
+
     config = sub.add_parser("config", help="show the config files and the effective settings")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
     p = config_sub.add_parser("set", help="write one setting to the project's (or with --global the user's) file")
@@ -112,7 +155,11 @@ def _failure_message(error: Exception) -> str:
     from aw_tui.store.lease import LeaseHeldError
     from aw_tui.store.run import RunError
 
-    if isinstance(error, (CliFailure, RunError, LeaseHeldError)):
+    known: tuple[type[Exception], ...] = (CliFailure, RunError, LeaseHeldError)
+    launch = sys.modules.get("aw_tui.engine.launch")  # only loaded by the commands that start engines
+    if launch is not None:
+        known += (launch.LaunchError,)
+    if isinstance(error, known):
         return str(error)
     if isinstance(error, ConfigError):
         return "; ".join(str(error).splitlines())
@@ -379,7 +426,179 @@ def cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- running the engine ---------------------------------------------------------------------------------------
+
+
+def _engine_console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _auto_approve(args: argparse.Namespace) -> list[str]:
+    from aw_tui.headless import GATE_KINDS
+
+    kinds = list(args.auto_approve or [])
+    return list(GATE_KINDS) if "all" in kinds else kinds
+
+
+def _run_in_terminal(writer: Any, args: argparse.Namespace) -> int:
+    from aw_tui.headless import run_headless
+
+    # The TUI (issue 4) will take over here without --headless; until then every run is driven headless.
+    return run_headless(
+        writer, _engine_console(), auto_approve=_auto_approve(args), interactive=sys.stdin.isatty(),
+        verbose=not args.quiet,
+    )  # fmt: skip
+
+
+def _new_run_root(explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit
+    from aw_tui.store.config import load_config
+
+    return load_config().runs_roots()[0]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from aw_tui.engine.launch import LaunchError, start_run
+    from aw_tui.store.config import load_config
+
+    loaded = load_config()
+    settings = loaded.settings
+    updates = {"analyst": {}, "worker": {}}
+    for role in ("analyst", "worker"):
+        model = getattr(args, role)
+        level = getattr(args, f"{role}_thinking")
+        if model:
+            updates[role]["model"] = model
+        if level:
+            updates[role]["thinking"] = level
+    settings = settings.model_copy(update={
+        role: getattr(settings, role).model_copy(update=values) for role, values in updates.items() if values
+    })  # fmt: skip
+    try:
+        writer = start_run(
+            args.task, settings, workspace=args.workspace or Path.cwd(), runs_root=_new_run_root(args.runs_root),
+            title=args.title, script=args.script,
+        )  # fmt: skip
+    except LaunchError as error:
+        raise CliFailure(str(error)) from None
+    return _run_in_terminal(writer, args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from aw_tui.engine.launch import DEMO_TASK, DEMO_TITLE, prepare_demo, start_run
+    from aw_tui.model.settings import RoleSettings, Settings
+
+    workspace, script = prepare_demo()
+    settings = Settings(
+        analyst=RoleSettings(model="scripted/analyst", thinking="high"),
+        worker=RoleSettings(model="scripted/worker", thinking="low"),
+    )
+    writer = start_run(DEMO_TASK, settings, workspace=workspace, runs_root=_new_run_root(args.runs_root),
+                       title=DEMO_TITLE, script=script)  # fmt: skip
+    print(f"demo workspace: {workspace} (a copy of the bundled project; the worker's tools really run there)")
+    return _run_in_terminal(writer, args)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from aw_tui.engine.launch import attach_run
+    from aw_tui.model.commands import new_command
+    from aw_tui.store.control import send_command
+    from aw_tui.store.run import open_run
+
+    path = _resolve(args)
+    opened = open_run(path)
+    state = opened.state
+    if state.read_only:
+        raise CliFailure(f"{path.name} was written by the original extension and is read-only")
+    if state.is_terminal:
+        raise CliFailure(f"{path.name} has ended ({state.state}); there is nothing to resume")
+    if opened.lease_status() == "live":
+        if not state.paused:
+            raise CliFailure(f"{path.name} is running in another process and is not paused")
+        return _send_and_wait(opened, new_command("resume", source="cli"))
+    if state.paused:
+        # The engine about to start reads this first, so the run continues instead of sitting paused.
+        send_command(opened.paths, new_command("resume", source="cli"))
+    writer = attach_run(path)
+    return _run_in_terminal(writer, args)
+
+
+def _send_and_wait(opened: Any, command: Any, timeout_s: float = 5.0) -> int:
+    """Send one command; wait for the engine's acknowledgement when one runs the run, and report it."""
+    import time
+
+    from aw_tui.model.commands import judge_command
+    from aw_tui.store.control import send_command
+
+    name = opened.paths.root.name
+    live = opened.lease_status() == "live"
+    problem = judge_command(opened.state, command)
+    if problem and not live:
+        raise CliFailure(f"{name}: {problem}")
+    # A live engine judges the command itself and records a refusal (a second resolution of a gate, say).
+    send_command(opened.paths, command)
+    what = command.cmd + (f" {command.gate_id}" if command.gate_id else "")
+    if not live:
+        print(f"{what}: queued; no engine is running {name}. `aw-tui resume {name}` acts on it.")
+        return EXIT_OK
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        opened.refresh()
+        outcome = opened.state.commands.get(command.id)
+        if outcome is not None:
+            status, reason = outcome
+            if status == "rejected":
+                raise CliFailure(f"{name}: the engine rejected {what}: {reason}")
+            print(f"{what}: done ({name} is now {opened.state.state}{', paused' if opened.state.paused else ''})")
+            return EXIT_OK
+        time.sleep(0.05)
+    print(f"{what}: sent; the engine has not acknowledged it within {timeout_s:g} s (see `aw-tui status {name}`)")
+    return EXIT_OK
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    from aw_tui.model.commands import CommandError, new_command
+    from aw_tui.store.run import open_run
+
+    opened = open_run(_resolve(args))
+    gate = getattr(args, "gate", None)
+    text = getattr(args, "text", None) or getattr(args, "destination", None)
+    try:
+        command = new_command(args.command, gate_id=gate, text=text, source="cli")
+    except CommandError as error:
+        raise CliFailure(str(error)) from None
+    if args.command == "archive" and opened.lease_status() != "live":
+        return _archive_here(opened, text)
+    return _send_and_wait(opened, command)
+
+
+def _archive_here(opened: Any, destination: str | None) -> int:
+    """No engine holds the run: copy it from this process (archiving only reads the run)."""
+    from aw_tui.engine.orchestrator import archive_run
+
+    try:
+        target = archive_run(opened.paths.root, destination, _now())
+    except ValueError as error:
+        raise CliFailure(str(error)) from None
+    print(f"archived {opened.paths.root.name} to {target}")
+    return EXIT_OK
+
+
 _COMMANDS = {
+    "run": cmd_run,
+    "demo": cmd_demo,
+    "resume": cmd_resume,
+    "pause": cmd_control,
+    "abort": cmd_control,
+    "finish": cmd_control,
+    "approve": cmd_control,
+    "reject": cmd_control,
+    "answer": cmd_control,
+    "note": cmd_control,
+    "archive": cmd_control,
     "runs": cmd_runs,
     "status": cmd_status,
     "ledger": cmd_ledger,

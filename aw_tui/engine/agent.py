@@ -57,7 +57,12 @@ class AgentHooks:
     before_tool_call: Callable[[], Awaitable[None]] | None = None
     # Called after compaction failed twice, with the last error; returns when the operator has answered.
     compaction_failed: Callable[[str], Awaitable[None]] | None = None
+    # The status a turn stopped by cancellation is recorded with: "aborted" when the operator stopped the run,
+    # "interrupted" when the process is going away and the turn will be redone.
+    cancel_status: Callable[[], str] | None = None
     clock: Callable[[], datetime] | None = None
+    # Seconds spent so far waiting for the operator (approvals); taken out of tool durations, which measure work.
+    operator_wait_s: Callable[[], float] | None = None
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
 
 
@@ -225,8 +230,14 @@ async def run_agent(
         turn.emit(ev.AgentFinished(id=spec.id, status="failed", error=failure.message))
         raise
     except asyncio.CancelledError:
-        turn.emit(ev.AgentFinished(id=spec.id, status="aborted", error="stopped by the operator"))
+        turn.emit(_cancelled(spec.id, hooks))
         raise
+
+
+def _cancelled(agent_id: str, hooks: AgentHooks) -> ev.AgentFinished:
+    status = hooks.cancel_status() if hooks.cancel_status is not None else "aborted"
+    why = "stopped by the operator" if status == "aborted" else "the engine stopped during this turn; it is redone"
+    return ev.AgentFinished(id=agent_id, status=status, error=why)  # type: ignore[arg-type]
 
 
 async def _run_tool_call(turn: _Turn, call: Mapping[str, str], tools: ToolContext | None) -> dict[str, Any]:
@@ -238,6 +249,12 @@ async def _run_tool_call(turn: _Turn, call: Mapping[str, str], tools: ToolContex
         await hooks.before_tool_call()
     turn.emit(ev.ToolStarted(agent=spec.id, call_id=call_id, tool=name, summary=_summary(name, arguments)))
     started = time.perf_counter()
+    waited_before = hooks.operator_wait_s() if hooks.operator_wait_s is not None else 0.0
+
+    def working_ms() -> float:
+        waited = (hooks.operator_wait_s() if hooks.operator_wait_s is not None else 0.0) - waited_before
+        return max(0.0, (time.perf_counter() - started - waited) * 1000)
+
     try:
         if tools is None:
             from aw_tui.engine.tools import ToolResult
@@ -246,13 +263,13 @@ async def _run_tool_call(turn: _Turn, call: Mapping[str, str], tools: ToolContex
         else:
             result = await run_tool(name, arguments, tools)
     except asyncio.CancelledError:
-        turn.emit(ev.ToolFinished(agent=spec.id, call_id=call_id, tool=name,
-                                  duration_ms=(time.perf_counter() - started) * 1000, error="aborted"))  # fmt: skip
+        turn.emit(ev.ToolFinished(agent=spec.id, call_id=call_id, tool=name, duration_ms=working_ms(),
+                                  error="aborted"))  # fmt: skip
         raise
     turn.emit(
         ev.ToolFinished(
-            agent=spec.id, call_id=call_id, tool=name, duration_ms=(time.perf_counter() - started) * 1000,
-            error=result.error, refused=result.refused,
+            agent=spec.id, call_id=call_id, tool=name, duration_ms=working_ms(), error=result.error,
+            refused=result.refused,
         )  # fmt: skip
     )
     return {"role": "tool", "tool_call_id": call_id, "name": name, "content": result.content}
@@ -324,7 +341,7 @@ async def _compact_once(turn: _Turn, messages: list[dict[str, Any]], tokens_befo
         )  # fmt: skip
         raise AgentFailed(error.message, kind=error.kind) from error
     except asyncio.CancelledError:
-        turn.emit(ev.AgentFinished(id=compactor_id, status="aborted", error="stopped by the operator"))
+        turn.emit(_cancelled(compactor_id, turn.hooks))
         raise
     duration = (time.perf_counter() - started) * 1000
     turn.emit(

@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -116,6 +117,7 @@ class Orchestrator:
         self._stop: StopRun | None = None
         self._control = ControlReader(self.paths)
         self._tools: ToolContext | None = None
+        self._operator_wait_s = 0.0
         self._session = _Session(self.paths.artifacts_dir / "sessions" / "analyst.jsonl")
         self.retry_policy = llm.RetryPolicy(
             max_attempts=self.settings.llm.max_attempts,
@@ -293,7 +295,11 @@ class Orchestrator:
         return self.state.gates[gate_id]
 
     async def _wait_gate(self, gate: Gate) -> Gate:
-        await self._until(lambda: not self.state.gates[gate.id].is_open)
+        started = time.perf_counter()
+        try:
+            await self._until(lambda: not self.state.gates[gate.id].is_open)
+        finally:
+            self._operator_wait_s += time.perf_counter() - started
         return self.state.gates[gate.id]
 
     # --- hooks the agent loop calls ----------------------------------------------------------------------------
@@ -369,7 +375,8 @@ class Orchestrator:
     def _hooks(self) -> AgentHooks:
         return AgentHooks(
             emit=self.emit, before_model_call=self._before_model_call, before_tool_call=self._before_tool_call,
-            clock=self._clock, sleep=self.options.sleep,
+            cancel_status=lambda: "aborted" if self._stop is not None else "interrupted", clock=self._clock,
+            operator_wait_s=lambda: self._operator_wait_s, sleep=self.options.sleep,
         )  # fmt: skip
 
     # --- turns -------------------------------------------------------------------------------------------------
