@@ -142,10 +142,19 @@ async def drive(
 
     if chosen:
         orchestrator.add_listener(auto)
+    def hint(events: Sequence[ev.Event]) -> None:
+        for event in events:
+            if isinstance(event, ev.GateOpened) and event.kind not in chosen:
+                verb = "answer" if event.kind == "operator_input" else "approve"
+                console.print(f"waiting for the operator: aw-tui {verb}|reject {writer.paths.root.name} {event.id}"
+                              + (" TEXT" if verb == "answer" else ""), style="yellow", markup=False, highlight=False)
+
     prompt: GatePrompt | None = None
     if interactive:
         prompt = GatePrompt(writer, console)
         orchestrator.add_listener(prompt.events)
+    else:
+        orchestrator.add_listener(hint)
     console.print(f"[bold]{writer.paths.root.name}[/]  [dim]{writer.paths.root}[/]", highlight=False)
     try:
         final = await orchestrator.run()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -63,6 +62,7 @@ MAX_WORKER_RECOVERIES = 2
 HEARTBEAT_S = 5.0
 CONTROL_POLL_S = 1.0  # a fallback for filesystems where change notifications do not arrive
 CONTROL_DEBOUNCE_MS = 30
+DERIVED_INTERVAL_S = 1.0
 # The run settings key under which the engine keeps what is not a user setting (the scripted provider's script).
 ENGINE_KEY = "engine"
 
@@ -118,6 +118,8 @@ class Orchestrator:
         self._control = ControlReader(self.paths)
         self._tools: ToolContext | None = None
         self._operator_wait_s = 0.0
+        self._derived_at = float("-inf")
+        self._derived_timer: asyncio.TimerHandle | None = None
         self._session = _Session(self.paths.artifacts_dir / "sessions" / "analyst.jsonl")
         self.retry_policy = llm.RetryPolicy(
             max_attempts=self.settings.llm.max_attempts,
@@ -147,7 +149,23 @@ class Orchestrator:
             self._changed.clear()
             await self._changed.wait()
 
-    def _derived(self) -> None:
+    def _derived(self, *, force: bool = False) -> None:
+        """Rewrite run.json, state.md and ledger.json: at once when forced (a gate, the end), else at most once a
+        DERIVED_INTERVAL_S. They are for people and quick listings; events.jsonl, written at once, is the truth,
+        and rewriting a long run's checkpoint and ledger after every turn would cost more than the turn."""
+        elapsed = time.monotonic() - self._derived_at
+        if force or elapsed >= DERIVED_INTERVAL_S:
+            self._write_derived_now()
+        elif self._derived_timer is None:
+            self._derived_timer = asyncio.get_running_loop().call_later(
+                DERIVED_INTERVAL_S - elapsed, self._write_derived_now
+            )
+
+    def _write_derived_now(self) -> None:
+        if self._derived_timer is not None:
+            self._derived_timer.cancel()
+            self._derived_timer = None
+        self._derived_at = time.monotonic()
         self.writer.write_derived()
 
     # --- the run -------------------------------------------------------------------------------------------
@@ -178,7 +196,7 @@ class Orchestrator:
                     await task
             if self._tools is not None:
                 await self._tools.abort(grace_s=0.5)
-            self._derived()
+            self._derived(force=True)
         return self.state.state
 
     def _recover_after_restart(self) -> None:
@@ -194,7 +212,7 @@ class Orchestrator:
             )
         if self.state.state in ("IDLE", "CONFIGURING"):
             self.emit(ev.RunStateChanged(state="ANALYST_PLANNING", reason="the analyst plans the first stage"))
-        self._derived()
+        self._derived(force=True)
 
     async def _main_loop(self) -> None:
         try:
@@ -220,7 +238,7 @@ class Orchestrator:
             ev.GateResolved(id=g.id, decision="canceled", resolved_by="engine") for g in self.state.open_gates
         ]
         self.emit(*withdrawn, ev.RunStateChanged(state=state, reason=reason))  # type: ignore[arg-type]
-        self._derived()
+        self._derived(force=True)
 
     # --- waiting for the operator --------------------------------------------------------------------------
 
@@ -291,7 +309,7 @@ class Orchestrator:
         events.append(ev.GateOpened(id=gate_id, kind=kind, title=title, body=body, binding=binding,  # type: ignore[arg-type]
                                     requested_by=requested_by))  # fmt: skip
         self.emit(*events)
-        self._derived()
+        self._derived(force=True)
         return self.state.gates[gate_id]
 
     async def _wait_gate(self, gate: Gate) -> Gate:
@@ -663,12 +681,11 @@ class Orchestrator:
             from watchfiles import awatch
         except ImportError:  # pragma: no cover - a dependency; polling still works without it
             return
-        control = os.path.realpath(self.paths.control)
+        # Watch the file itself, not the run directory: the engine's own writes there would wake us every turn.
+        # If the file is replaced, the watch is lost and the poll fallback carries on.
+        self.paths.control.touch(exist_ok=True)
         with contextlib.suppress(Exception):
-            async for _ in awatch(
-                self.paths.root, debounce=CONTROL_DEBOUNCE_MS, step=10, recursive=False,
-                watch_filter=lambda _change, path: os.path.realpath(path) == control,
-            ):  # fmt: skip
+            async for _ in awatch(self.paths.control, debounce=CONTROL_DEBOUNCE_MS, step=10, watch_filter=None):
                 wake.set()
 
     async def _process_commands(self) -> None:
