@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     roots.add_argument("--samples", action="store_true", help="use the sample runs bundled with aw-tui")
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = sub.add_parser("open", parents=[roots], help="open a run in the TUI (also: aw-tui RUN)")
+    p.add_argument("run", metavar="RUN")
     p = sub.add_parser("runs", parents=[roots], help="list runs, newest first")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p = sub.add_parser("status", parents=[roots], help="show a run's state summary")
@@ -119,8 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and _looks_like_a_run(argv[0]):
+        argv = ["open", *argv]  # `aw-tui RUN` opens that run
     args = parser.parse_args(argv)
-    handler = _COMMANDS.get(args.command or "runs")
+    if args.command is None and _interactive():
+        args.roots, args.samples = None, False
+        handler = cmd_tui
+    else:
+        handler = _COMMANDS.get(args.command or "runs")
     assert handler is not None
     if args.command is None:
         args.roots, args.samples, args.json = None, False, False
@@ -442,10 +451,39 @@ def _auto_approve(args: argparse.Namespace) -> list[str]:
     return list(GATE_KINDS) if "all" in kinds else kinds
 
 
+def _looks_like_a_run(word: str) -> bool:
+    """A run directory or a run-name prefix, not a mistyped command (which argparse should name as such)."""
+    if word.startswith("-") or word in _COMMANDS:
+        return False
+    from aw_tui.store.layout import RUN_DIR_PREFIX
+
+    return word.startswith(RUN_DIR_PREFIX) or os.sep in word or Path(word).is_dir()
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def cmd_tui(args: argparse.Namespace, *, open_path: Path | None = None, start_engine: Any = None) -> int:
+    from aw_tui.ui.app import AwTuiApp
+
+    app = AwTuiApp(_roots(args), open_path=open_path, start_engine=start_engine)
+    return app.run() or EXIT_OK
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    path = _resolve(args)
+    if not _interactive():
+        raise CliFailure("the TUI needs a terminal; use `aw-tui status RUN` for a text summary")
+    return cmd_tui(args, open_path=path)
+
+
 def _run_in_terminal(writer: Any, args: argparse.Namespace) -> int:
     from aw_tui.headless import run_headless
 
-    # The TUI (issue 4) will take over here without --headless; until then every run is driven headless.
+    if not args.headless and _interactive():
+        args.roots, args.samples = [writer.paths.root.parent], False
+        return cmd_tui(args, start_engine=lambda: writer)
     return run_headless(
         writer, _engine_console(), auto_approve=_auto_approve(args), interactive=sys.stdin.isatty(),
         verbose=not args.quiet,
@@ -588,6 +626,7 @@ def _archive_here(opened: Any, destination: str | None) -> int:
 
 
 _COMMANDS = {
+    "open": cmd_open,
     "run": cmd_run,
     "demo": cmd_demo,
     "resume": cmd_resume,

@@ -126,7 +126,7 @@ async def drive(
 ) -> int:
     """Run (or continue) the run held by `writer` to its end, printing events. Returns the exit status."""
     from aw_tui.engine.launch import prepare_engine
-    from aw_tui.engine.orchestrator import Orchestrator
+    from aw_tui.engine.orchestrator import FAILURE_OPTION, Orchestrator
 
     prepare_engine(writer)
     orchestrator = Orchestrator(writer)
@@ -136,7 +136,7 @@ async def drive(
 
     def auto(events: Sequence[ev.Event]) -> None:
         for event in events:
-            if isinstance(event, ev.GateOpened) and event.kind in chosen:
+            if isinstance(event, ev.GateOpened) and event.kind in chosen and FAILURE_OPTION not in event.options:
                 send_command(writer.paths, new_command(
                     "approve", gate_id=event.id, source=f"operator (--auto-approve {event.kind})"))  # fmt: skip
 
@@ -144,7 +144,7 @@ async def drive(
         orchestrator.add_listener(auto)
     def hint(events: Sequence[ev.Event]) -> None:
         for event in events:
-            if isinstance(event, ev.GateOpened) and event.kind not in chosen:
+            if isinstance(event, ev.GateOpened) and (event.kind not in chosen or FAILURE_OPTION in event.options):
                 verb = "answer" if event.kind == "operator_input" else "approve"
                 console.print(f"waiting for the operator: aw-tui {verb}|reject {writer.paths.root.name} {event.id}"
                               + (" TEXT" if verb == "answer" else ""), style="yellow", markup=False, highlight=False)

@@ -23,6 +23,7 @@ from aw_tui.model import events as ev
 from aw_tui.store import jsonl as jsonl_module
 from aw_tui.store.run import RunWriter
 
+from .cli_kit import assert_one_error_line, run_main
 from .fixtures.sample_runs import FixedClock, make_legacy_run
 
 REPO_ROOT = str(Path(aw_tui.__file__).resolve().parents[1])
@@ -38,20 +39,6 @@ SAMPLE_LEGACY = "aw_20250902_091203_speed_up_gpu_sort"
 # --- helpers ---------------------------------------------------------------------------------------------------
 
 
-def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """(exit status, stdout, stderr) of main(argv), counting argparse's SystemExit as an exit status."""
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_error_line(err: str) -> str:
-    assert err.endswith("\n") and err.count("\n") == 1, f"expected one line on stderr, got {err!r}"
-    assert "Traceback" not in err
-    return err.strip()
 
 
 def run_process(args: list[str], *, cwd: Path, config_home: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -66,6 +66,10 @@ DERIVED_INTERVAL_S = 1.0
 # The run settings key under which the engine keeps what is not a user setting (the scripted provider's script).
 ENGINE_KEY = "engine"
 
+# Marks a gate that reports a failure (a turn that could not finish): a standing --auto-approve never answers it,
+# or a permanent error (a bad key) would be retried without end.
+FAILURE_OPTION = "failure"
+
 PHASE_FILE_SUFFIX = {"plan": "analyst_plan", "result": "worker_result", "review": "analyst_review"}
 # Where each waiting state goes once its gate is resolved, by gate kind and decision.
 WORKING_STATES = ("ANALYST_PLANNING", "WORKER_RUNNING", "ANALYST_REVIEWING")
@@ -299,7 +303,7 @@ class Orchestrator:
 
     def _open_gate(
         self, kind: str, title: str, *, body: str = "", binding: str | None = None, requested_by: str = "engine",
-        state: str | None = None, reason: str = "", extra: Sequence[ev.Event] = (),
+        state: str | None = None, reason: str = "", extra: Sequence[ev.Event] = (), options: Sequence[str] = (),
     ) -> Gate:  # fmt: skip
         """Open a gate (with the state change that goes with it, in the same write)."""
         gate_id = f"g-{len(self.state.gates) + 1:04d}"
@@ -307,7 +311,7 @@ class Orchestrator:
         if state is not None:
             events.append(ev.RunStateChanged(state=state, reason=reason or title))  # type: ignore[arg-type]
         events.append(ev.GateOpened(id=gate_id, kind=kind, title=title, body=body, binding=binding,  # type: ignore[arg-type]
-                                    requested_by=requested_by))  # fmt: skip
+                                    requested_by=requested_by, options=list(options)))  # fmt: skip
         self.emit(*events)
         self._derived(force=True)
         return self.state.gates[gate_id]
@@ -458,7 +462,7 @@ class Orchestrator:
                 body=f"Problem: {failure.message}\nQuestion: try the same turn again?\nRecommended answer: fix the "
                      "cause (key, model name, endpoint, quota) if there is one, then answer to retry; or abort.",
                 binding=retry_state, requested_by=spec.id, state="BLOCKED_NEEDS_OPERATOR",
-                reason=f"the {spec.role}'s turn failed: {failure.message}",
+                reason=f"the {spec.role}'s turn failed: {failure.message}", options=(FAILURE_OPTION,),
             )  # fmt: skip
             return None
         finally:

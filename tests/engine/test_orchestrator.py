@@ -550,3 +550,33 @@ async def test_a_restarted_engine_records_the_turn_in_flight_as_interrupted_and_
     assert after.ledger.by_role()["worker"].input == 300 + 300 + 1000
     assert os.path.exists(run_dir / "steps" / "0002_worker_result.md")
     assert isinstance(run_dir, Path)
+
+
+async def test_auto_approval_never_answers_a_failed_turn(tmp_path):
+    """A standing --auto-approve must not retry a permanent failure (a bad key) without end."""
+    import asyncio
+
+    from rich.console import Console
+
+    from aw_tui.engine.launch import start_run
+    from aw_tui.headless import drive
+    from aw_tui.model.settings import Settings
+
+    script = tmp_path / "s.json"
+    script.write_text('{"roles": {"analyst": [{"error": "auth_error"}], "worker": []}}')
+    (tmp_path / "ws").mkdir()
+    settings = Settings.model_validate({"analyst": {"model": "scripted/analyst"}, "worker": {"model": "scripted/worker"}})
+    writer = start_run("t", settings, workspace=tmp_path / "ws", runs_root=tmp_path / "runs", script=script)
+    console = Console(file=open(os.devnull, "w"))
+    task = asyncio.ensure_future(drive(writer, console, auto_approve=["operator_input", "confirm_done"]))
+    for _ in range(400):
+        await asyncio.sleep(0.025)
+        if writer.state.open_gates:
+            break
+    await asyncio.sleep(0.3)  # time enough for an automatic approval to have gone through, had one been sent
+    (gate,) = writer.state.gates.values()
+    assert gate.is_open and "failure" in gate.options
+    assert list(writer.state.agents) == ["s0001-analyst"]
+    send(writer, "abort")
+    assert await asyncio.wait_for(task, 10) == 1
+    writer.close()

@@ -1,0 +1,1 @@
+"""Screens of the aw-tui app, one per module."""

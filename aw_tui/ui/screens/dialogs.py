@@ -1,0 +1,67 @@
+"""Small modal dialogs: a yes/no confirmation (No by default) and a one-line text prompt."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    BINDINGS = [Binding("escape", "cancel", "No", id="dialog.cancel"), Binding("y", "yes", "Yes", id="dialog.yes"),
+                Binding("n", "cancel", "No", id="dialog.no")]  # fmt: skip
+
+    def __init__(self, question: str, *, yes: str = "Yes") -> None:
+        super().__init__(classes="dialog")
+        self.question = question
+        self.yes_label = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog-box"):
+            yield Label(self.question, id="dialog-question")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("No", id="no", variant="primary")
+                yield Button(self.yes_label, id="yes", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()  # the safe answer is the default
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
+
+
+class TextPrompt(ModalScreen[str | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+
+    def __init__(self, question: str, *, placeholder: str = "", required: bool = True) -> None:
+        super().__init__(classes="dialog")
+        self.question = question
+        self.placeholder = placeholder
+        self.required = required
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog-box"):
+            yield Label(self.question, id="dialog-question")
+            yield Input(placeholder=self.placeholder, id="dialog-input")
+            yield Label("enter to send · escape to cancel", id="dialog-hint")
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        value = event.value.strip()
+        if self.required and not value:
+            self.query_one("#dialog-hint", Label).update("an answer is needed (escape cancels)")
+            return
+        self.dismiss(value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

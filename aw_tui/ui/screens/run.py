@@ -1,0 +1,256 @@
+"""One run: the phase/agent tree, the gauges, the selected step's report, the gate queue and the status line.
+
+The screen follows the run directory (the app's watcher says when it changed), folds new events into its
+RunState off the event loop, and turns keys into operator commands written to control.jsonl, the same channel
+`aw-tui approve ...` uses, whether the engine runs in this process or another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Tree
+
+from aw_tui.model.commands import judge_command, new_command
+from aw_tui.store.control import send_command
+from aw_tui.store.run import OpenedRun, RunError, open_run
+from aw_tui.ui.messages import RunsChanged
+from aw_tui.ui.screens.dialogs import ConfirmDialog, TextPrompt
+from aw_tui.ui.widgets.agent_tree import AgentTree
+from aw_tui.ui.widgets.gate_queue import GateQueue
+from aw_tui.ui.widgets.gauges import Gauges
+from aw_tui.ui.widgets.report_view import ReportView
+from aw_tui.ui.widgets.status_line import StatusLine
+
+
+class RunScreen(Screen[None]):
+    BINDINGS = [
+        Binding("a", "approve", "Approve", id="gate.approve"),
+        Binding("r", "reject", "Reject", id="gate.reject"),
+        Binding("enter", "answer", "Answer", id="gate.answer", priority=False),
+        Binding("j", "gate_down", "Next gate", show=False, id="gate.down"),
+        Binding("k", "gate_up", "Previous gate", show=False, id="gate.up"),
+        Binding("g", "next_gate", "Go to gate", id="gate.jump"),
+        Binding("p", "pause", "Pause/resume", id="run.pause"),
+        Binding("A", "abort", "Abort", id="run.abort"),
+        Binding("f", "finish", "Finish", id="run.finish"),
+        Binding("F", "follow", "Follow", id="tree.follow"),
+        Binding("t", "transcript", "Transcript", id="report.transcript"),
+        Binding("escape", "back", "Runs", id="run.back"),
+    ]
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.opened: OpenedRun | None = None
+        self.lease = "none"
+        self._pending: dict[str, str] = {}  # command id -> what it was, until the engine answers
+        self._behind = False
+        self._catching_up = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="run-main"):
+            with Vertical(id="run-left"):
+                yield AgentTree(id="agent-tree")
+                yield Gauges(id="gauges")
+            with Vertical(id="run-right"):
+                yield ReportView(id="report")
+                yield GateQueue(id="gates")
+        yield StatusLine(id="status-line")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.query_one(AgentTree).border_title = "Agents"
+        self.query_one(Gauges).border_title = "Usage"
+        try:
+            self.opened = await asyncio.to_thread(open_run, self.path)
+        except RunError as error:
+            self.notify(str(error), severity="error")
+            self.app.pop_screen()
+            return
+        self.title = self.opened.state.title or self.path.name
+        self.sub_title = self.path.name
+        await self._refresh_view()
+        self.set_interval(1.0, self._tick)
+        self.query_one(AgentTree).focus()
+
+    # --- following the run -----------------------------------------------------------------------------------
+
+    def on_runs_changed(self, message: RunsChanged) -> None:
+        if self.opened is not None and any(Path(p).resolve() == self.path.resolve() for p in message.runs):
+            self._behind = True
+            if not self._catching_up:
+                self.catch_up()
+
+    @work(group="catch-up")
+    async def catch_up(self) -> None:
+        # One catch-up at a time (the reader is not shared between threads); changes during it loop once more.
+        self._catching_up = True
+        try:
+            while self._behind and self.opened is not None:
+                self._behind = False
+                if await asyncio.to_thread(self.opened.refresh):
+                    await self._refresh_view()
+        finally:
+            self._catching_up = False
+
+    async def _tick(self) -> None:
+        # Ages and the lease move with the clock even when no event arrives.
+        if self.opened is None:
+            return
+        self.lease = await asyncio.to_thread(self.opened.lease_status, self.app.now())  # type: ignore[attr-defined]
+        self._show_status()
+        self.query_one(AgentTree).update_state(self.opened.state, self.app.now())  # type: ignore[attr-defined]
+
+    async def _refresh_view(self) -> None:
+        assert self.opened is not None
+        state = self.opened.state
+        now = self.app.now()  # type: ignore[attr-defined]
+        self.lease = await asyncio.to_thread(self.opened.lease_status, now)
+        self.query_one(AgentTree).update_state(state, now)
+        self.query_one(Gauges).update_state(state)
+        self.query_one(GateQueue).update_gates(state.open_gates, now)
+        self._show_status()
+        self._report_outcomes()
+        await self._show_report()
+        self.app.update_attention(self.path, state)  # type: ignore[attr-defined]
+
+    def _show_status(self) -> None:
+        if self.opened is not None:
+            self.query_one(StatusLine).show(self.path.name, self.opened.state, self.lease, self.app.now())  # type: ignore[attr-defined]
+
+    def _report_outcomes(self) -> None:
+        assert self.opened is not None
+        for command_id, what in list(self._pending.items()):
+            outcome = self.opened.state.commands.get(command_id)
+            if outcome is None:
+                continue
+            del self._pending[command_id]
+            status, reason = outcome
+            if status == "rejected":
+                self.notify(f"{what}: {reason}", severity="error", title="Refused")
+            else:
+                self.notify(f"{what}: done", timeout=3)
+
+    async def _show_report(self) -> None:
+        assert self.opened is not None
+        agent_id = self.query_one(AgentTree).selected_agent
+        step = next((s for s in self.opened.state.steps if s.agent == agent_id), None) if agent_id else None
+        title = f"Step {step.step}: {step.role} {step.phase}" if step else "Report"
+        await self.query_one(ReportView).show(self.opened.paths, step.path if step else None, title)
+
+    @on(Tree.NodeHighlighted)
+    async def _node_highlighted(self) -> None:
+        if self.opened is not None:
+            await self._show_report()
+
+    # --- commands ----------------------------------------------------------------------------------------------
+
+    def _send(self, cmd: str, *, gate_id: str | None = None, text: str | None = None, what: str = "") -> None:
+        if self.opened is None:
+            return
+        command = new_command(cmd, gate_id=gate_id, text=text, source="operator (tui)")
+        live = self.lease == "live"
+        problem = judge_command(self.opened.state, command)
+        if problem and not live:
+            self.notify(problem, severity="error", title="Not sent")
+            return
+        send_command(self.opened.paths, command)
+        self._pending[command.id] = what or cmd
+        if not live:
+            self.notify(f"{what or cmd}: queued; no engine runs this run (aw-tui resume continues it)", timeout=5)
+
+    def _gate(self):
+        return self.query_one(GateQueue).selected
+
+    def action_approve(self) -> None:
+        gate = self._gate()
+        if gate is None:
+            self.notify("no open gate to approve", severity="warning")
+            return
+        self._send("approve", gate_id=gate.id, what=f"approve {gate.id}")
+
+    def action_reject(self) -> None:
+        gate = self._gate()
+        if gate is None:
+            self.notify("no open gate to reject", severity="warning")
+            return
+
+        def send(reason: str | None) -> None:
+            if reason is not None:
+                self._send("reject", gate_id=gate.id, text=reason or None, what=f"reject {gate.id}")
+
+        self.app.push_screen(TextPrompt(f"Reject {gate.id} ({gate.kind}): why?", placeholder="the reason (optional)",
+                                        required=False), send)  # fmt: skip
+
+    def action_answer(self) -> None:
+        gate = self._gate()
+        if gate is None or gate.kind not in ("operator_input", "confirm_done", "step_limit"):
+            if gate is not None:
+                self.notify(f"{gate.id} is a {gate.kind} gate: approve (a) or reject (r)", severity="warning")
+            return
+
+        def send(answer: str | None) -> None:
+            if answer:
+                self._send("answer", gate_id=gate.id, text=answer, what=f"answer {gate.id}")
+
+        self.app.push_screen(TextPrompt(f"Answer {gate.id}: {gate.title}", placeholder="your answer"), send)
+
+    def action_gate_down(self) -> None:
+        self.query_one(GateQueue).move(1)
+
+    def action_gate_up(self) -> None:
+        self.query_one(GateQueue).move(-1)
+
+    def action_next_gate(self) -> None:
+        queue = self.query_one(GateQueue)
+        if not queue.gates:
+            self.notify("no gate is waiting", timeout=2)
+            return
+        queue.move(1 if queue.selected is not queue.gates[-1] else -len(queue.gates))
+        queue.query_one("OptionList").focus()
+
+    def action_pause(self) -> None:
+        if self.opened is None:
+            return
+        if self.opened.state.paused:
+            self._send("resume", what="resume")
+        else:
+            self._send("pause", what="pause")
+
+    def action_abort(self) -> None:
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._send("abort", what="abort")
+
+        self.app.push_screen(ConfirmDialog(f"Abort {self.path.name}? Its model call and tools stop now.",
+                                           yes="Abort"), confirmed)  # fmt: skip
+
+    def action_finish(self) -> None:
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._send("finish", what="finish")
+
+        self.app.push_screen(ConfirmDialog(f"End {self.path.name} as finished?", yes="Finish"), confirmed)
+
+    def action_follow(self) -> None:
+        tree = self.query_one(AgentTree)
+        tree.follow = True
+        if self.opened is not None:
+            tree.update_state(self.opened.state, self.app.now())  # type: ignore[attr-defined]
+
+    async def action_transcript(self) -> None:
+        view = self.query_one(ReportView)
+        view.show_transcript = not view.show_transcript
+        if self.opened is not None:
+            await self._show_report()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()

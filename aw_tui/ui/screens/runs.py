@@ -1,0 +1,164 @@
+"""The runs list: every run under the watched roots, newest first; `/` filters, Enter opens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from aw_tui.model.formatting import format_age, format_cost
+from aw_tui.store.discovery import RunListing, discover_runs
+from aw_tui.ui.messages import RunsChanged
+
+LIVENESS_STYLE = {"live": "bold green", "orphaned": "yellow", "ended": "dim", "read-only": "cyan", "unreadable": "red"}
+STATE_STYLE = {"FINISHED": "green", "ABORTED": "red", "FAILED": "bold red", "BLOCKED_NEEDS_OPERATOR": "yellow",
+               "WAITING_FOR_OPERATOR": "yellow", "DONE_NEEDS_OPERATOR_CONFIRMATION": "yellow"}  # fmt: skip
+
+
+class RunsScreen(Screen[None]):
+    BINDINGS = [
+        Binding("slash", "filter", "Filter", id="runs.filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="runs.clear_filter"),
+        Binding("enter", "open_run", "Open", id="runs.open"),
+        Binding("r", "reload", "Reload", id="runs.reload"),
+    ]
+
+    def __init__(self, roots: list[Path]) -> None:
+        super().__init__()
+        self.roots = roots
+        self.listings: list[RunListing] = []
+        self.filter_text = ""
+        self._behind = False
+        self._discovering = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter runs by name, title or state", id="runs-filter", classes="hidden")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="runs-empty")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, key in (("Run", "run"), ("State", "state"), ("Age", "age"), ("Analyst", "analyst"),
+                           ("Worker", "worker"), ("Gates", "gates"), ("Lease", "lease")):  # fmt: skip
+            table.add_column(label, key=key)
+        table.focus()
+        self.reload()
+
+    def reload(self) -> None:
+        self._behind = True
+        if not self._discovering:
+            self._discover()
+
+    @work(group="discover")
+    async def _discover(self) -> None:
+        import asyncio
+
+        # A burst of changes during a scan costs one more scan, not one per change.
+        self._discovering = True
+        try:
+            while self._behind:
+                self._behind = False
+                self.listings = await asyncio.to_thread(discover_runs, self.roots, now=self.app.now())  # type: ignore[attr-defined]
+                self._fill()
+        finally:
+            self._discovering = False
+
+    def _fill(self) -> None:
+        table = self.query_one(DataTable)
+        selected = self._selected_key()
+        table.clear()
+        now = self.app.now()  # type: ignore[attr-defined]
+        shown = [item for item in self.listings if self._matches(item)]
+        for item in shown:
+            table.add_row(*self._cells(item, now), key=str(item.path))
+        if selected is not None:
+            keys = [str(item.path) for item in shown]
+            if selected in keys:
+                table.move_cursor(row=keys.index(selected))
+        empty = self.query_one("#runs-empty", Static)
+        if not self.listings:
+            roots = ", ".join(str(root) for root in self.roots)
+            empty.update(f"No runs under {roots}. Start one with `aw-tui demo` or `aw-tui run \"TASK\"`.")
+        elif not shown:
+            empty.update(f"No run matches {self.filter_text!r}.")
+        else:
+            empty.update("")
+        self.sub_title = f"{len(shown)} of {len(self.listings)} runs" if self.filter_text else f"{len(shown)} runs"
+
+    def _cells(self, item: RunListing, now) -> list[Text]:
+        summary = item.summary
+        if summary is None:
+            return [Text(item.name), Text("unreadable", style="red"), Text("–"), Text("–"), Text("–"), Text("–"),
+                    Text(item.error or item.liveness, style="red")]  # fmt: skip
+        state = summary.state + (" (PAUSED)" if summary.paused else "")
+        age = format_age((now - summary.created_at).total_seconds()) if summary.created_at else "–"
+        analyst, worker = summary.cost_of("analyst"), summary.cost_of("worker")
+        gates = Text(str(summary.open_gates), style="bold yellow") if summary.open_gates else Text("–", style="dim")
+        return [
+            Text(item.name),
+            Text(state, style=STATE_STYLE.get(summary.state, "")),
+            Text(age, justify="right"),
+            Text(format_cost(analyst.cost, analyst.cost_known), justify="right"),
+            Text(format_cost(worker.cost, worker.cost_known), justify="right"),
+            gates,
+            Text(item.liveness, style=LIVENESS_STYLE.get(item.liveness, "")),
+        ]
+
+    def _matches(self, item: RunListing) -> bool:
+        if not self.filter_text:
+            return True
+        needle = self.filter_text.lower()
+        haystack = [item.name]
+        if item.summary is not None:
+            haystack += [item.summary.title, item.summary.state, item.liveness]
+        return any(needle in text.lower() for text in haystack)
+
+    def _selected_key(self) -> str | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    # --- actions ---------------------------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#runs-filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#runs-filter", Input)
+        box.value = ""
+        box.add_class("hidden")
+        self.query_one(DataTable).focus()
+
+    @on(Input.Changed, "#runs-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self._fill()
+
+    @on(Input.Submitted, "#runs-filter")
+    def _filter_done(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def action_open_run(self) -> None:
+        key = self._selected_key()
+        if key is not None:
+            self.app.open_run(Path(key))  # type: ignore[attr-defined]
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self.app.open_run(Path(event.row_key.value))  # type: ignore[attr-defined,arg-type]
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def on_runs_changed(self, message: RunsChanged) -> None:
+        self.reload()

@@ -1,0 +1,1 @@
+"""Widgets of the aw-tui app, one per module."""

@@ -1,0 +1,65 @@
+"""Per-role gauges: tokens in/out/cache, cost and share of the run's cost, context fill against the compaction
+threshold, budget fill when a budget is set."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from aw_tui.model.formatting import format_cost, format_tokens
+from aw_tui.model.ledger import role_label, role_sort_key
+from aw_tui.model.state import RunState
+
+COMPACTION_RATIO = 0.9  # the engine compacts at 0.9 x the context limit (engine/agent.py)
+
+
+def bar(fraction: float, width: int = 12) -> Text:
+    fraction = max(0.0, min(1.0, fraction))
+    filled = round(fraction * width)
+    style = "green" if fraction < 0.7 else "yellow" if fraction < 0.9 else "bold red"
+    return Text.assemble(("█" * filled, style), ("░" * (width - filled), "dim"), f" {fraction:>4.0%}")
+
+
+class Gauges(Static):
+    def update_state(self, state: RunState) -> None:
+        ledger = state.ledger
+        by_role = ledger.by_role()
+        total = ledger.total
+        table = Table(box=None, pad_edge=False, expand=True, show_header=True, header_style="bold")
+        for column, justify in (("Role", "left"), ("In", "right"), ("Out", "right"), ("Cache", "right"),
+                                ("Cost", "right"), ("Share", "right"), ("Context", "left")):  # fmt: skip
+            table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        for role in sorted(by_role, key=role_sort_key):
+            usage = by_role[role]
+            share = f"{usage.cost / total.cost:.0%}" if total.cost > 0 else "–"
+            table.add_row(
+                role_label(role), format_tokens(usage.input), format_tokens(usage.output),
+                format_tokens(usage.cache_read), format_cost(usage.cost, usage.cost_known), share,
+                self._context_fill(state, role),
+            )  # fmt: skip
+        lines: list[Table | Text] = [table]
+        budget = state.settings.get("budget") if isinstance(state.settings.get("budget"), dict) else {}
+        if budget and budget.get("max_cost_usd"):
+            cap = float(budget["max_cost_usd"])
+            lines.append(Text.assemble("Budget  ", bar(total.cost / cap if cap else 1.0),
+                                       f"  {format_cost(total.cost, total.cost_known)} of ${cap:g}"))  # fmt: skip
+        if budget and budget.get("max_tokens"):
+            cap_tokens = int(budget["max_tokens"])
+            lines.append(Text.assemble("Tokens  ", bar(total.total_tokens / cap_tokens if cap_tokens else 1.0),
+                                       f"  {format_tokens(total.total_tokens)} of {format_tokens(cap_tokens)}"))  # fmt: skip
+        from rich.console import Group
+
+        self.update(Group(*lines))
+
+    @staticmethod
+    def _context_fill(state: RunState, role: str) -> Text:
+        agents = [a for a in state.agents.values() if a.role == role and a.context_tokens]
+        if not agents:
+            return Text("–", style="dim")
+        latest = agents[-1]
+        settings = state.settings.get(role) if isinstance(state.settings.get(role), dict) else {}
+        limit = settings.get("context_limit") if settings else None
+        if not limit:
+            return Text(format_tokens(latest.context_tokens or 0), style="dim")
+        return bar((latest.context_tokens or 0) / (COMPACTION_RATIO * float(limit)), width=8)
