@@ -568,16 +568,13 @@ def _send_and_wait(opened: Any, command: Any, timeout_s: float = 5.0) -> int:
     """Send one command; wait for the engine's acknowledgement when one runs the run, and report it."""
     import time
 
-    from aw_tui.model.commands import judge_command
-    from aw_tui.store.control import send_command
+    from aw_tui.store.control import submit_command
 
     name = opened.paths.root.name
     live = opened.lease_status() == "live"
-    problem = judge_command(opened.state, command)
-    if problem and not live:
+    problem = submit_command(opened.paths, opened.state, command, engine_live=live)
+    if problem:
         raise CliFailure(f"{name}: {problem}")
-    # A live engine judges the command itself and records a refusal (a second resolution of a gate, say).
-    send_command(opened.paths, command)
     what = command.cmd + (f" {command.gate_id}" if command.gate_id else "")
     if not live:
         print(f"{what}: queued; no engine is running {name}. `aw-tui resume {name}` acts on it.")

@@ -12,16 +12,16 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
 from aw_tui.model import events as ev
-from aw_tui.model.commands import judge_command, new_command
+from aw_tui.model.commands import ANSWERABLE_GATE_KINDS, judge_command, new_command
 from aw_tui.model.describe import describe_event
 from aw_tui.store.control import send_command
 from aw_tui.store.run import RunWriter
 
 EXIT_FINISHED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
-GATE_KINDS = ("operator_input", "confirm_done", "dangerous_command", "budget", "step_limit")
+GATE_KINDS: tuple[str, ...] = get_args(ev.GateKind)
 _STYLES = {"info": "", "good": "green", "warn": "yellow", "bad": "bold red", "quiet": "dim"}
 
 
@@ -68,7 +68,7 @@ class GatePrompt:
         self.console.print(f"\n[bold yellow]{gate.id}[/] {gate.kind}: {gate.title}", highlight=False)
         if gate.body:
             self.console.print(gate.body, markup=False, highlight=False)
-        takes_answer = gate.kind in ("operator_input", "confirm_done", "step_limit")
+        takes_answer = gate.kind in ANSWERABLE_GATE_KINDS
         hint = "y = approve, n \\[reason] = reject" + (", or type an answer" if takes_answer else "")
         self.console.print(f"[dim]{hint}; or use `aw-tui approve|reject|answer` from another terminal[/]")
         self.console.print("> ", end="")

@@ -23,12 +23,12 @@ from typing import Any
 
 from aw_tui.engine import llm
 from aw_tui.engine.prompts import COMPACTOR_INSTRUCTION, COMPACTOR_SYSTEM, empty_reply_nudge
-from aw_tui.engine.tools import ToolContext, openai_tool_specs, run_tool, tools_for_policy
+from aw_tui.engine.tools import ToolContext, ToolResult, openai_tool_specs, run_tool, tools_for_policy
 from aw_tui.model import events as ev
-from aw_tui.model.ledger import ZERO_USAGE, Usage
+from aw_tui.model.formatting import one_line
+from aw_tui.model.ledger import ZERO_USAGE, Usage, compaction_threshold
 from aw_tui.model.stepreport import render_transcript
 
-COMPACTION_RATIO = 0.9
 EMPTY_REPLY_NUDGES = 2
 MAX_MODEL_CALLS_PER_TURN = 200  # a runaway tool loop ends the turn instead of spending forever
 _CHARS_PER_TOKEN = 4  # a rough estimate for messages the provider has not counted yet
@@ -86,14 +86,6 @@ class AgentFailed(Exception):
         self.message = message
         self.kind = kind
         self.usage = usage
-
-
-def compaction_threshold(context_limit: int | None, window: int | None) -> int | None:
-    """0.9 x the smaller of the configured limit and the model's window (either may be unknown)."""
-    known = [value for value in (context_limit, window) if value]
-    if not known:
-        return None
-    return int(COMPACTION_RATIO * min(known))
 
 
 def estimate_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
@@ -257,8 +249,6 @@ async def _run_tool_call(turn: _Turn, call: Mapping[str, str], tools: ToolContex
 
     try:
         if tools is None:
-            from aw_tui.engine.tools import ToolResult
-
             result = ToolResult.refusal(f"this agent has no tools; {name!r} was not run")
         else:
             result = await run_tool(name, arguments, tools)
@@ -284,9 +274,7 @@ def _summary(name: str, arguments: str, limit: int = 120) -> str:
     if not isinstance(args, dict):
         return name
     key = next((k for k in ("command", "path", "pattern") if isinstance(args.get(k), str)), None)
-    text = f"{name} {args[key]}" if key else name
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return one_line(f"{name} {args[key]}" if key else name, limit)
 
 
 # --- compaction ------------------------------------------------------------------------------------------------

@@ -48,7 +48,8 @@ from aw_tui.engine.protocol import (
 from aw_tui.engine.sandbox import DangerPolicy
 from aw_tui.engine.tools import ToolContext
 from aw_tui.model import events as ev
-from aw_tui.model.commands import Command, judge_command
+from aw_tui.model.commands import ANSWERABLE_GATE_KINDS, Command, judge_command
+from aw_tui.model.formatting import one_line
 from aw_tui.model.settings import Settings
 from aw_tui.model.state import Gate, RunState
 from aw_tui.model.stepreport import StepReportData, render_step_report
@@ -71,7 +72,7 @@ ENGINE_KEY = "engine"
 FAILURE_OPTION = "failure"
 
 PHASE_FILE_SUFFIX = {"plan": "analyst_plan", "result": "worker_result", "review": "analyst_review"}
-# Where each waiting state goes once its gate is resolved, by gate kind and decision.
+# The states in which the engine works; an operator_input gate's binding names the one to return to.
 WORKING_STATES = ("ANALYST_PLANNING", "WORKER_RUNNING", "ANALYST_REVIEWING")
 
 
@@ -251,7 +252,7 @@ class Orchestrator:
         if gate is None:
             # A waiting state and its gate are written together, and a resolved gate is applied at once; so this
             # is an engine that died between the two: apply the operator's decision now, or ask again.
-            latest = self._latest_gate(("operator_input", "confirm_done", "step_limit"))
+            latest = self._latest_gate(ANSWERABLE_GATE_KINDS)
             if latest is not None and latest.status not in ("open", "canceled"):
                 self._apply_resolution(latest)
                 return
@@ -266,8 +267,7 @@ class Orchestrator:
         self._apply_resolution(self.state.gates[gate.id])
 
     def _pending_gate(self) -> Gate | None:
-        return next((g for g in self.state.open_gates if g.kind in ("operator_input", "confirm_done", "step_limit")),
-                    None)  # fmt: skip
+        return next((g for g in self.state.open_gates if g.kind in ANSWERABLE_GATE_KINDS), None)
 
     def _latest_gate(self, kinds: Sequence[str]) -> Gate | None:
         gates = [g for g in self.state.gates.values() if g.kind in kinds]
@@ -291,7 +291,7 @@ class Orchestrator:
             target = gate.binding if gate.binding in WORKING_STATES else "ANALYST_PLANNING"
             extra: list[ev.Event] = []
             if gate.status == "approved" and not gate.text:
-                recommended = _recommended_answer(gate.body)
+                recommended = _field(gate.body, "Recommended answer")
                 extra.append(ev.OperatorNoted(text=f"On {gate.title!r}, the operator accepts the recommended answer"
                                                    + (f": {recommended}" if recommended else ".")))  # fmt: skip
             elif gate.status == "rejected" and not gate.text:
@@ -352,7 +352,7 @@ class Orchestrator:
         if gate is None:
             verdict = self._tools.classify(command).summary() if self._tools else ""
             gate = self._open_gate(
-                "dangerous_command", f"Run: {_one_line(command, 100)}",
+                "dangerous_command", f"Run: {one_line(command, 100)}",
                 body=f"The worker wants to run this command:\n\n    {command}\n\nWhy it needs approval: {verdict}\n\n"
                      "Approve to run exactly this command once; reject to refuse it.",
                 binding=command, requested_by=agent_id,
@@ -418,7 +418,7 @@ class Orchestrator:
     def _facts(self, step: int) -> TurnFacts:
         s, st = self.state, self.settings
         latest = s.steps[-1].path if s.steps else None
-        last_worker = next((ref for ref in reversed(s.steps) if ref.role == "worker"), None)
+        last_worker = self._last_worker_step()
         last_instruction = None
         if last_worker is not None:
             node = s.agents.get(last_worker.agent or "")
@@ -437,13 +437,12 @@ class Orchestrator:
 
     def _tool_context(self, policy: str) -> ToolContext:
         tools = self.settings.tools
-        context = ToolContext(
+        return ToolContext(
             workspace=Path(self.state.workspace), artifacts_dir=self.paths.artifacts_dir, policy=policy,
             bash_timeout_s=tools.bash_timeout_s,
             dangerous=DangerPolicy(extra_patterns=tuple(tools.dangerous_patterns),
                                    allowed_patterns=tuple(tools.allowed_patterns)),
         )  # fmt: skip
-        return context
 
     async def _run_turn(
         self, spec: AgentSpec, history: list[dict[str, Any]], prompt: str, tools: ToolContext | None,
@@ -837,10 +836,6 @@ def _field(text: str, name: str) -> str:
     return ""
 
 
-def _recommended_answer(body: str) -> str:
-    return _field(body, "Recommended answer")
-
-
 def _handoff_or(text: str, fallback_section: str) -> str:
     handoff = _none_if_empty(section(text, "Operator handoff"))
     return handoff or section(text, fallback_section)
@@ -857,7 +852,4 @@ def _number(text: str | None) -> float | None:
     return value if value > 0 else None
 
 
-def _one_line(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 

@@ -20,6 +20,9 @@ from aw_tui.model.state import RunState
 CommandName = Literal["pause", "resume", "abort", "finish", "archive", "answer", "approve", "reject", "note"]
 COMMAND_NAMES: tuple[str, ...] = get_args(CommandName)
 GATE_COMMANDS = frozenset({"answer", "approve", "reject"})
+# Gates the operator can answer with text (the rest are approved or rejected), which the engine waits at between
+# turns rather than inside one.
+ANSWERABLE_GATE_KINDS = ("operator_input", "confirm_done", "step_limit")
 MAX_TEXT_CHARS = 20_000  # an operator answer longer than this is a paste accident, not an answer
 
 
@@ -106,7 +109,7 @@ def judge_command(state: RunState, command: Command) -> str | None:
         if cmd == "answer":
             if not (command.text or "").strip():
                 return "answer needs the answer's text"
-            if gate.kind not in ("operator_input", "confirm_done", "step_limit"):
+            if gate.kind not in ANSWERABLE_GATE_KINDS:
                 return f"gate {gate.id} is a {gate.kind} gate: approve or reject it (it takes no answer)"
         return None
     if cmd == "pause":

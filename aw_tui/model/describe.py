@@ -7,13 +7,12 @@ colour it without knowing event types. Pure, no I/O.
 from __future__ import annotations
 
 from aw_tui.model import events as ev
-from aw_tui.model.formatting import format_cost, format_duration, format_tokens
+from aw_tui.model.formatting import format_cost, format_duration, format_tokens, one_line
 from aw_tui.model.ledger import Usage
 
 
 def _clip(text: str, limit: int = 100) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return one_line(text, limit)
 
 
 def describe_event(event: ev.Event) -> tuple[str, str]:

@@ -82,3 +82,11 @@ def iso(ts: datetime | None, timespec: str = "seconds") -> str:
         return DASH
     text = ts.isoformat(timespec=timespec)
     return text.replace("+00:00", "Z")
+
+
+def one_line(text: str, limit: int | None = None) -> str:
+    """`text` with every run of whitespace (newlines too) made one space, cut to `limit` characters with "…"."""
+    flat = " ".join(text.split())
+    if limit is None or len(flat) <= limit:
+        return flat
+    return flat[: limit - 1] + "…"

@@ -243,6 +243,18 @@ def _seed_totals(usage: Usage) -> dict[str, Any]:
     }
 
 
+# The engine compacts a conversation before a call once its context reaches this share of the effective limit.
+COMPACTION_RATIO = 0.9
+
+
+def compaction_threshold(context_limit: int | None, window: int | None) -> int | None:
+    """0.9 x the smaller of the configured limit and the model's window (either may be unknown)."""
+    known = [value for value in (context_limit, window) if value]
+    if not known:
+        return None
+    return int(COMPACTION_RATIO * min(known))
+
+
 def sum_usage(usages: Any) -> Usage:
     total = ZERO_USAGE
     for usage in usages:

@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from aw_tui.model.formatting import format_cost, format_tokens, iso
+from aw_tui.model.formatting import format_cost, format_tokens, iso, one_line
 from aw_tui.model.state import RunState
 
 STATE_TITLE = "# Analyst/Worker State"
@@ -49,7 +49,7 @@ def render_state_md(state: RunState, *, run_dir: str, now: datetime | None = Non
     lines = [STATE_TITLE, ""]
     lines += [f"{key}: {value}" for key, value in header]
     if state.state_reason:
-        lines.append(f"State reason: {_one_line(state.state_reason)}")
+        lines.append(f"State reason: {one_line(state.state_reason)}")
     sections: list[tuple[str, str]] = [
         ("Global task description", state.task or state.title or "—"),
         (
@@ -61,7 +61,7 @@ def render_state_md(state: RunState, *, run_dir: str, now: datetime | None = Non
         ("Open questions", _bullets(memo.open_questions, "None recorded yet.")),
         ("Next action", memo.next_action or _default_next_action(state)),
         ("Operator expected?", memo.operator_expected or ("Yes: a gate is open." if state.open_gates else "No.")),
-        ("Open gates", _bullets([f"{g.id} ({g.kind}): {_one_line(g.title)}" for g in state.open_gates], "None.")),
+        ("Open gates", _bullets([f"{g.id} ({g.kind}): {one_line(g.title)}" for g in state.open_gates], "None.")),
         (
             "Operator notes / decisions",
             "\n\n".join(f"### {iso(n.ts)}\n{n.text}" for n in state.notes[-NOTES_SHOWN:]) or "None yet.",
@@ -91,10 +91,6 @@ def _default_next_action(state: RunState) -> str:
 def _bullets(items: Any, empty: str) -> str:
     items = [str(item) for item in items]
     return "\n".join(f"- {item}" for item in items) if items else f"- {empty}"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _hours(hours: Any) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aw_tui.model.commands import Command, CommandError, command_to_json, parse_command
+from aw_tui.model.commands import Command, CommandError, command_to_json, judge_command, parse_command
+from aw_tui.model.state import RunState
 from aw_tui.store.jsonl import JsonlRecord, JsonlTail, TailReset, append_lines
 from aw_tui.store.layout import RunPaths
 
@@ -27,6 +28,19 @@ def send_command(paths: RunPaths, command: Command) -> Command:
     """Append one command to the run's control.jsonl."""
     append_lines(paths.control, [command_to_json(command)], recovered_dir=paths.recovered_dir)
     return command
+
+
+def submit_command(paths: RunPaths, state: RunState, command: Command, *, engine_live: bool) -> str | None:
+    """Send `command` unless it can only be refused; returns the refusal, or None when it was sent.
+
+    With no engine on the run, a command the rules refuse is refused here, at once. A live engine judges every
+    command itself, so a refusal (a second resolution of a gate, say) is recorded in the run's events.
+    """
+    problem = judge_command(state, command)
+    if problem and not engine_live:
+        return problem
+    send_command(paths, command)
+    return None
 
 
 class ControlReader:

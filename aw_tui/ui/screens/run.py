@@ -17,8 +17,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Tree
 
-from aw_tui.model.commands import judge_command, new_command
-from aw_tui.store.control import send_command
+from aw_tui.model.commands import ANSWERABLE_GATE_KINDS, new_command
+from aw_tui.store.control import submit_command
 from aw_tui.store.run import OpenedRun, RunError, open_run
 from aw_tui.ui.messages import RunsChanged
 from aw_tui.ui.screens.dialogs import ConfirmDialog, TextPrompt
@@ -48,6 +48,7 @@ class RunScreen(Screen[None]):
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = Path(path)
+        self._real_path = self.path.resolve()
         self.opened: OpenedRun | None = None
         self.lease = "none"
         self._pending: dict[str, str] = {}  # command id -> what it was, until the engine answers
@@ -84,7 +85,7 @@ class RunScreen(Screen[None]):
     # --- following the run -----------------------------------------------------------------------------------
 
     def on_runs_changed(self, message: RunsChanged) -> None:
-        if self.opened is not None and any(Path(p).resolve() == self.path.resolve() for p in message.runs):
+        if self.opened is not None and any(Path(p).resolve() == self._real_path for p in message.runs):
             self._behind = True
             if not self._catching_up:
                 self.catch_up()
@@ -158,11 +159,10 @@ class RunScreen(Screen[None]):
             return
         command = new_command(cmd, gate_id=gate_id, text=text, source="operator (tui)")
         live = self.lease == "live"
-        problem = judge_command(self.opened.state, command)
-        if problem and not live:
+        problem = submit_command(self.opened.paths, self.opened.state, command, engine_live=live)
+        if problem:
             self.notify(problem, severity="error", title="Not sent")
             return
-        send_command(self.opened.paths, command)
         self._pending[command.id] = what or cmd
         if not live:
             self.notify(f"{what or cmd}: queued; no engine runs this run (aw-tui resume continues it)", timeout=5)
@@ -192,7 +192,7 @@ class RunScreen(Screen[None]):
 
     def action_answer(self) -> None:
         gate = self._gate()
-        if gate is None or gate.kind not in ("operator_input", "confirm_done", "step_limit"):
+        if gate is None or gate.kind not in ANSWERABLE_GATE_KINDS:
             if gate is not None:
                 self.notify(f"{gate.id} is a {gate.kind} gate: approve (a) or reject (r)", severity="warning")
             return

@@ -55,9 +55,9 @@ class AgentTree(Tree[str]):
 
     def update_state(self, state: RunState, now: datetime) -> None:
         for phase_id in state.root_phases:
-            self._add_phase(state, phase_id, self.root)
+            self._add_phase(state, phase_id, self.root, now)
         for agent_id in state.root_agents:
-            self._add_agent(state, agent_id, self.root)
+            self._add_agent(state, agent_id, self.root, now)
         for phase_id, phase in state.phases.items():
             self._relabel(f"phase:{phase_id}", phase_label(phase))
         for agent_id, agent in state.agents.items():
@@ -71,7 +71,7 @@ class AgentTree(Tree[str]):
                 self.move_cursor(self._node_by_key[target.id], animate=False)
                 self._moving = False
 
-    def _add_phase(self, state: RunState, phase_id: str, parent: TreeNode[str]) -> None:
+    def _add_phase(self, state: RunState, phase_id: str, parent: TreeNode[str], now: datetime) -> None:
         key = f"phase:{phase_id}"
         phase = state.phases[phase_id]
         node = self._node_by_key.get(key)
@@ -79,22 +79,22 @@ class AgentTree(Tree[str]):
             node = parent.add(phase_label(phase), data=key, expand=True)
             self._node_by_key[key] = node
         for child in phase.phases:
-            self._add_phase(state, child, node)
+            self._add_phase(state, child, node, now)
         for agent_id in phase.agents:
-            self._add_agent(state, agent_id, node)
+            self._add_agent(state, agent_id, node, now)
 
-    def _add_agent(self, state: RunState, agent_id: str, parent: TreeNode[str]) -> None:
+    def _add_agent(self, state: RunState, agent_id: str, parent: TreeNode[str], now: datetime) -> None:
         agent = state.agents.get(agent_id)
         if agent is None:
             return
         node = self._node_by_key.get(agent_id)
         if node is None:
-            node = parent.add(agent_label(agent, datetime.now(agent.started_at.tzinfo)), data=agent_id, expand=True,
+            node = parent.add(agent_label(agent, now), data=agent_id, expand=True,
                               allow_expand=bool(agent.children))  # fmt: skip
             self._node_by_key[agent_id] = node
         for child in agent.children:
             node.allow_expand = True
-            self._add_agent(state, child, node)
+            self._add_agent(state, child, node, now)
 
     def _relabel(self, key: str, label: Text) -> None:
         node = self._node_by_key.get(key)

@@ -11,6 +11,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from aw_tui.model.commands import ANSWERABLE_GATE_KINDS
 from aw_tui.model.formatting import format_age
 from aw_tui.model.state import Gate
 
@@ -73,6 +74,5 @@ class GateQueue(Vertical):
         if gate is None:
             body.update(Text("No gate is waiting for you.", style="dim"))
             return
-        keys = "a approve · r reject" + (" · enter answer" if gate.kind in ("operator_input", "confirm_done",
-                                                                           "step_limit") else "")  # fmt: skip
+        keys = "a approve · r reject" + (" · enter answer" if gate.kind in ANSWERABLE_GATE_KINDS else "")
         body.update(Text.assemble((f"{gate.title}\n\n", "bold"), gate.body or "", (f"\n\n{keys}", "dim")))

@@ -8,11 +8,8 @@ from rich.text import Text
 from textual.widgets import Static
 
 from aw_tui.model.formatting import format_cost, format_tokens
-from aw_tui.model.ledger import role_label, role_sort_key
+from aw_tui.model.ledger import compaction_threshold, role_label, role_sort_key
 from aw_tui.model.state import RunState
-
-COMPACTION_RATIO = 0.9  # the engine compacts at 0.9 x the context limit (engine/agent.py)
-
 
 def bar(fraction: float, width: int = 12) -> Text:
     fraction = max(0.0, min(1.0, fraction))
@@ -62,4 +59,5 @@ class Gauges(Static):
         limit = settings.get("context_limit") if settings else None
         if not limit:
             return Text(format_tokens(latest.context_tokens or 0), style="dim")
-        return bar((latest.context_tokens or 0) / (COMPACTION_RATIO * float(limit)), width=8)
+        threshold = compaction_threshold(int(limit), None) or 1
+        return bar((latest.context_tokens or 0) / threshold, width=8)
