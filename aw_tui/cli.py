@@ -19,6 +19,8 @@ from typing import Any, NoReturn
 from aw_tui import __version__
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+SERVE_HOST = "127.0.0.1"
+DEFAULT_SERVE_PORT = 8000
 
 
 class CliFailure(Exception):
@@ -42,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Supervise long analyst/worker LLM coding-agent runs. Without a command: list the runs.",
     )
     parser.add_argument("--version", action="version", version=f"aw-tui {__version__}")
+    serve = argparse.ArgumentParser(add_help=False)
+    serve.add_argument("--serve", action="store_true",
+                       help="serve the TUI in a browser (textual-serve) on 127.0.0.1 instead of this terminal")  # fmt: skip
+    serve.add_argument("--port", type=int, default=DEFAULT_SERVE_PORT, metavar="N",
+                       help=f"the port for --serve (default {DEFAULT_SERVE_PORT})")  # fmt: skip
+    for action in serve._actions:  # `aw-tui --serve` works without naming the `tui` command
+        parser._add_action(action)
     roots = argparse.ArgumentParser(add_help=False)
     roots.add_argument(
         "--root",
@@ -54,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     roots.add_argument("--samples", action="store_true", help="use the sample runs bundled with aw-tui")
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.add_parser("tui", parents=[roots, serve], help="open the TUI on the runs list (what `aw-tui` does on a terminal)")
     p = sub.add_parser("open", parents=[roots], help="open a run in the TUI (also: aw-tui RUN)")
     p.add_argument("run", metavar="RUN")
     p = sub.add_parser("runs", parents=[roots], help="list runs, newest first")
@@ -110,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("destination", metavar="DEST", nargs="?", default=None, help="default: <runs root>/archive/...")
 
+    _add_workflow_parser(sub)
     config = sub.add_parser("config", help="show the config files and the effective settings")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
     p = config_sub.add_parser("set", help="write one setting to the project's (or with --global the user's) file")
@@ -125,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and _looks_like_a_run(argv[0]):
         argv = ["open", *argv]  # `aw-tui RUN` opens that run
     args = parser.parse_args(argv)
+    if args.command is None and args.serve:
+        args.command, args.roots, args.samples = "tui", None, False
     if args.command is None and _interactive():
         args.roots, args.samples = None, False
         handler = cmd_tui
@@ -471,6 +484,33 @@ def cmd_tui(args: argparse.Namespace, *, open_path: Path | None = None, start_en
     return app.run() or EXIT_OK
 
 
+def cmd_tui_command(args: argparse.Namespace) -> int:
+    if args.serve:
+        return cmd_serve(args)
+    return cmd_tui(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The same app in a browser: textual-serve starts `aw-tui tui` (with these roots) for each page opened."""
+    import shlex
+
+    if not 0 < args.port < 65536:
+        raise CliFailure(f"--port {args.port} is not a port number (1-65535)")
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise CliFailure("--serve needs the textual-serve package: pip install textual-serve") from None
+    command = [sys.executable, "-m", "aw_tui", "tui"]
+    for root in args.roots or []:
+        command += ["--root", str(Path(root).resolve())]
+    if args.samples:
+        command.append("--samples")
+    # Bound to loopback only: the page can approve gates and run commands in the user's projects.
+    print(f"serving aw-tui on http://{SERVE_HOST}:{args.port} (Ctrl-C stops)", flush=True)
+    Server(shlex.join(command), host=SERVE_HOST, port=args.port, title="aw-tui").serve()
+    return EXIT_OK
+
+
 def cmd_open(args: argparse.Namespace) -> int:
     path = _resolve(args)
     if not _interactive():
@@ -551,6 +591,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     state = opened.state
     if state.read_only:
         raise CliFailure(f"{path.name} was written by the original extension and is read-only")
+    if state.kind == "workflow":
+        raise CliFailure(f"{path.name} is a workflow run: run it again with `aw-tui workflow run FILE.py --resume "
+                         f"{path.name}`")  # fmt: skip
     if state.is_terminal:
         raise CliFailure(f"{path.name} has ended ({state.state}); there is nothing to resume")
     if opened.lease_status() == "live":
@@ -622,7 +665,150 @@ def _archive_here(opened: Any, destination: str | None) -> int:
     return EXIT_OK
 
 
+# --- workflows ----------------------------------------------------------------------------------------------------
+
+
+def _add_workflow_parser(sub: Any) -> None:
+    workflow = sub.add_parser("workflow", help="run a workflow file: many agents driven by Python code")
+    actions = workflow.add_subparsers(dest="workflow_command", metavar="ACTION", parser_class=_Parser)
+    p = actions.add_parser("run",
+                           help="run FILE.py's `async def workflow(wf, args)` in a new run (or again in --resume RUN)")  # fmt: skip
+    p.add_argument("file", type=Path, metavar="FILE.py", help="the workflow file")
+    p.add_argument("--root", dest="roots", action="append", type=Path, metavar="DIR",
+                   help="a runs root where --resume looks for RUN (repeatable; default: the configured roots)")  # fmt: skip
+    p.add_argument("--args", dest="workflow_args", default=None, metavar="JSON", help="the workflow's args, as JSON")
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="the agents' litellm model (default: the configured worker model); "
+                        "`scripted` plays --script, each agent as the script's role named like its label")  # fmt: skip
+    p.add_argument("--thinking", default=None, choices=("off", "minimal", "low", "medium", "high", "xhigh"),
+                   metavar="LEVEL", help="off|minimal|low|medium|high|xhigh (default off)")  # fmt: skip
+    p.add_argument("--runs-root", type=Path, default=None, metavar="DIR", help="where the run directory goes")
+    p.add_argument("--resume", default=None, metavar="RUN",
+                   help="run it again in RUN: calls that completed there come from its journal")  # fmt: skip
+    p.add_argument("--script", type=Path, default=None, metavar="FILE",
+                   help="the script scripted models play (offline runs and tests)")  # fmt: skip
+    p.add_argument("--workspace", type=Path, default=None, metavar="DIR",
+                   help="where agents with tools work (default: .)")  # fmt: skip
+    p.add_argument("--budget", type=int, default=None, metavar="TOKENS", help="output tokens the agents may spend")
+    p.add_argument("--concurrency", type=int, default=None, metavar="N", help="model calls at once (default 16)")
+    p.add_argument("--max-agents", type=int, default=None, metavar="N",
+                   help="live agent calls a run may start (default 1000, a runaway backstop)")  # fmt: skip
+    p.add_argument("--verbose", action="store_true", help="print every agent's start, end, usage and tools")
+    p.add_argument("--quiet", action="store_true", help="print only the outcome")
+
+
+def cmd_workflow(args: argparse.Namespace) -> int:
+    if args.workflow_command != "run":
+        raise CliFailure("say what to do with the workflow: aw-tui workflow run FILE.py (see aw-tui workflow --help)")
+    from aw_tui.engine import workflow as wfl
+
+    for name in ("concurrency", "max_agents", "budget"):
+        value = getattr(args, name)
+        if value is not None and value < (1 if name == "concurrency" else 0):
+            raise CliFailure(f"--{name.replace('_', '-')} {value} is out of range")
+    try:
+        wargs = wfl.parse_args_json(args.workflow_args)
+        loaded = wfl.load_workflow_file(args.file)
+        if args.resume:
+            path = _workflow_run_dir(args)
+            writer, settings, script = wfl.reopen_workflow_run(
+                path, loaded, args=wargs, script=args.script, model=args.model, thinking=args.thinking,
+                budget=args.budget, concurrency=args.concurrency, max_agents=args.max_agents,
+            )  # fmt: skip
+        else:
+            model = args.model
+            if not model:
+                from aw_tui.store.config import load_config
+
+                model = load_config().settings.worker.model
+            writer = wfl.start_workflow_run(
+                loaded, wargs, runs_root=_new_run_root(args.runs_root), model=model,
+                thinking=args.thinking or "off", workspace=args.workspace, script=args.script, budget=args.budget,
+                concurrency=args.concurrency or wfl.DEFAULT_CONCURRENCY,
+                max_agents=wfl.DEFAULT_MAX_AGENTS if args.max_agents is None else args.max_agents,
+            )  # fmt: skip
+            settings, script = wfl.workflow_settings(writer), wfl.recorded_script(writer)
+    except wfl.WorkflowError as error:
+        raise CliFailure(str(error)) from None
+    try:
+        roles = wfl.install_workflow_script(writer, settings, script)
+    except wfl.WorkflowError as error:
+        writer.close()
+        raise CliFailure(str(error)) from None
+    return _drive_workflow(writer, loaded, settings, roles, args)
+
+
+def _workflow_run_dir(args: argparse.Namespace) -> Path:
+    candidate = Path(args.resume).expanduser()
+    if candidate.is_dir():
+        return candidate
+    from aw_tui.store.discovery import resolve_run
+
+    roots = [args.runs_root] if args.runs_root is not None else _roots(args)
+    return resolve_run(args.resume, roots)
+
+
+_WORKFLOW_LINES = frozenset({"phase.started", "phase.finished", "log", "run.state", "workflow.stats", "run.paused",
+                             "run.resumed", "command.acknowledged", "command.rejected", "operator.note"})  # fmt: skip
+
+
+def _drive_workflow(writer: Any, loaded: Any, settings: dict[str, Any], roles: Any, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from aw_tui.engine.workflow import TRACEBACK_FILE, WorkflowRunner
+    from aw_tui.headless import HeadlessPrinter
+    from aw_tui.model.describe import describe_event
+    from aw_tui.model.formatting import format_cost
+
+    console = _engine_console()
+    printer = HeadlessPrinter(console, verbose=True)
+
+    def listen(events: Sequence[Any]) -> None:
+        if args.quiet:
+            return
+        if not args.verbose:
+            events = [e for e in events if e.type in _WORKFLOW_LINES or describe_event(e)[0] in ("warn", "bad")]
+        printer(events)
+
+    from aw_tui.engine.llm import RetryPolicy
+    from aw_tui.store.config import load_config
+
+    retries = load_config().settings.llm  # the same model-call retries and timeout as `aw-tui run`
+    policy = RetryPolicy(max_attempts=retries.max_attempts, max_retry_after_s=retries.max_retry_after_s,
+                         timeout_s=retries.timeout_s)  # fmt: skip
+    runner = WorkflowRunner(writer, loaded, settings.get("args"), listeners=[listen], scripted_roles=roles,
+                            settings=settings, policy=policy)  # fmt: skip
+    name = writer.paths.root.name
+    if not args.quiet:
+        console.print(f"[bold]{name}[/]  [dim]{writer.paths.root}[/]", highlight=False)
+    try:
+        outcome = asyncio.run(runner.run())
+    except KeyboardInterrupt:
+        console.print(f"\n[yellow]stopped; the run is left as it is. Run it again with: aw-tui workflow run "
+                      f"{loaded.path} --resume {writer.paths.root}[/]", highlight=False)  # fmt: skip
+        return 130
+    finally:
+        writer.close()
+    stats = outcome.stats
+    cached = f" ({stats.cached_calls} from the journal)" if stats.cached_calls else ""
+    extra = "".join(f", {n} {what}" for n, what in ((stats.refused_calls, "refused"),
+                                                     (stats.failed_calls, "without a result")) if n)  # fmt: skip
+    print(f"{outcome.state}: {stats.agent_calls} agent call(s){cached}{extra}, {stats.output_tokens:,} output "
+          f"tokens, {stats.total_tokens:,} tokens in all, "
+          f"{format_cost(stats.cost, stats.cost_known)}")  # fmt: skip
+    if outcome.result_path is not None:
+        text = outcome.result_path.read_text(encoding="utf-8")
+        shown = text if len(text) <= 4000 else text[:4000] + "\n…"
+        print(f"result ({outcome.result_path}):\n{shown}", end="" if shown.endswith("\n") else "\n")
+    if outcome.state == "FINISHED":
+        return EXIT_OK
+    where = f"; traceback in {writer.paths.artifacts_dir / TRACEBACK_FILE}" if outcome.traceback_path else ""
+    print(f"aw-tui: workflow {outcome.state}: {outcome.reason}{where}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
 _COMMANDS = {
+    "tui": cmd_tui_command,
     "open": cmd_open,
     "run": cmd_run,
     "demo": cmd_demo,
@@ -640,4 +826,5 @@ _COMMANDS = {
     "ledger": cmd_ledger,
     "rebuild": cmd_rebuild,
     "config": cmd_config,
+    "workflow": cmd_workflow,
 }

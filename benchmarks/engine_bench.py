@@ -41,7 +41,6 @@ import contextlib
 import itertools
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +62,7 @@ from aw_tui.model.settings import Settings  # noqa: E402
 from aw_tui.store.control import send_command  # noqa: E402
 from aw_tui.store.jsonl import JsonlAppender  # noqa: E402
 from aw_tui.store.run import RunWriter  # noqa: E402
+from kit import print_table, wall_s  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
 
 WARMUP_CALLS = 20
 TURN_TARGET_MS = 2.0
@@ -210,15 +210,6 @@ async def _turn_figures(calls: int, orchestrator_turns: int) -> dict[str, Any]:
 # --- 2. the headless demo -----------------------------------------------------------------------------------------
 
 
-def _wall_s(argv: list[str], *, cwd: Path, env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return elapsed
-
-
 def _demo_figures(repeat: int) -> tuple[list[float], list[float]]:
     import_s, demo_s = [], []
     with tempfile.TemporaryDirectory(prefix="aw-demo-bench-") as tmp_name:
@@ -230,13 +221,13 @@ def _demo_figures(repeat: int) -> tuple[list[float], list[float]]:
         env.update(XDG_CONFIG_HOME=str(tmp / "config"), TMPDIR=str(tmp / "tmp"), PYTHONDONTWRITEBYTECODE="1")
         importing = [sys.executable, "-c",
                      "import os; os.environ['LITELLM_LOCAL_MODEL_COST_MAP']='True'; import litellm"]  # fmt: skip
-        _wall_s(importing, cwd=tmp / "cwd", env=env)  # a cold page cache is not what we measure
+        wall_s(importing, cwd=tmp / "cwd", env=env)  # a cold page cache is not what we measure
         for i in range(repeat):
-            import_s.append(_wall_s(importing, cwd=tmp / "cwd", env=env))
+            import_s.append(wall_s(importing, cwd=tmp / "cwd", env=env))
             runs_root = tmp / f"runs{i}"
             demo = [sys.executable, "-m", "aw_tui", "demo", "--headless", "--auto-approve", "all", "--quiet",
                     "--runs-root", str(runs_root)]  # fmt: skip
-            demo_s.append(_wall_s(demo, cwd=tmp / "cwd", env=env))
+            demo_s.append(wall_s(demo, cwd=tmp / "cwd", env=env))
     return import_s, demo_s
 
 
@@ -274,17 +265,6 @@ def measure(calls: int = 200, orchestrator_turns: int = 40, repeat: int = 3) -> 
         row(f"headless demo end to end (median of {repeat})", demo_ms),
         row("headless demo beyond litellm's import", demo_ms - import_ms, DEMO_TARGET_MS),
     ]
-
-
-def print_table(rows: list[dict]) -> None:
-    """As store_bench.print_table: figure, value, target, met."""
-    width = max(len(r["figure"]) for r in rows)
-    print(f"{'figure':<{width}}  {'value':>14}  {'target':>12}  met")
-    for r in rows:
-        value = f"{r['value']:,.2f} {r['unit']}" if abs(r["value"]) < 100 else f"{r['value']:,.0f} {r['unit']}"
-        target = "" if r["target"] is None else f"<= {r['target']:,g}"
-        met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
-        print(f"{r['figure']:<{width}}  {value:>14}  {target:>12}  {met}")
 
 
 def main() -> int:

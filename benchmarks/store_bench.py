@@ -27,6 +27,7 @@ from aw_tui.store.eventlog import EventReader  # noqa: E402
 from aw_tui.store.jsonl import JsonlAppender  # noqa: E402
 from aw_tui.store.layout import RunPaths  # noqa: E402
 from aw_tui.store.run import open_run, write_derived_files  # noqa: E402
+from kit import print_table  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
 
 
 def realistic_events(count: int, start_seq: int = 1) -> list[ev.Event]:
@@ -119,16 +120,6 @@ def measure(n_events: int = 100_000, repeat: int = 5) -> list[dict]:
         {"figure": "tail 1,000 appended events (read+parse+reduce)", "value": statistics.median(tail_reduce) * 1000,
          "unit": "ms", "target": None, "met": None},
     ]  # fmt: skip
-
-
-def print_table(rows: list[dict]) -> None:
-    width = max(len(r["figure"]) for r in rows)
-    print(f"{'figure':<{width}}  {'value':>14}  {'target':>12}  met")
-    for r in rows:
-        value = f"{r['value']:,.1f} {r['unit']}"
-        target = "" if r["target"] is None else (f">= {r['target']:,}" if r["unit"] == "events/s" else f"<= {r['target']:,}")
-        met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
-        print(f"{r['figure']:<{width}}  {value:>14}  {target:>12}  {met}")
 
 
 def main() -> int:

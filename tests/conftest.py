@@ -14,3 +14,14 @@ def isolated_config(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("config-home")
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_scripted_provider():
+    """In-process runs install the scripted provider into litellm; leave litellm as other tests expect it."""
+    yield
+    import sys
+
+    scripted = sys.modules.get("aw_tui.engine.scripted")
+    if scripted is not None:
+        scripted.uninstall_script()

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,6 @@ STEP_FILES = ["0001_analyst_plan.md", "0002_worker_result.md", "0003_analyst_rev
 
 # --- helpers ---------------------------------------------------------------------------------------------------
 
-
-@pytest.fixture(autouse=True)
-def _forget_the_scripted_provider() -> Iterator[None]:
-    """In-process runs install the scripted provider into litellm; leave litellm as other tests expect it."""
-    yield
-    scripted = sys.modules.get("aw_tui.engine.scripted")
-    if scripted is not None:
-        scripted.uninstall_script()
 
 
 

@@ -75,3 +75,9 @@ def test_tui_start_up_leaves_litellm_unloaded():
     if not (PACKAGE / "ui" / "app.py").exists():
         pytest.skip("aw_tui/ui/app.py does not exist yet (issue 4)")
     assert "litellm" not in loaded_after_import("aw_tui.ui.app")
+
+
+def test_tui_first_frame_path_leaves_the_models_and_pydantic_unloaded():
+    # The runs list is the first frame; the models, pydantic and the other screens load when first needed.
+    loaded = loaded_after_import("aw_tui.ui.app")
+    assert not {m for m in loaded if m.split(".")[0] == "pydantic" or m in ("aw_tui.model.events", "aw_tui.model.state")}

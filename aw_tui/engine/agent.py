@@ -9,12 +9,19 @@ Before every model call the loop asks `hooks.before_model_call()` (the orchestra
 paused or its budget is spent) and checks the context: at 0.9 x min(configured limit, model window) it compacts
 the conversation first. A failed compaction is tried once more; after that `hooks.compaction_failed()` asks
 the operator, and the loop tries again when they answer.
+
+With `respond=RespondTool(...)` the turn has a schema-forced ending: a `respond` tool whose parameters are the
+schema is offered next to the agent's own tools, tool choice is forced (to `respond` alone, or to "some tool" when
+there are others), and the turn ends only when the model calls `respond` with arguments the validator accepts.
+Rejected arguments, and replies that end without calling it, go back to the model; after `max_invalid` of them
+the turn fails (kind "schema").
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +30,7 @@ from typing import Any
 
 from aw_tui.engine import llm
 from aw_tui.engine.prompts import COMPACTOR_INSTRUCTION, COMPACTOR_SYSTEM, empty_reply_nudge
-from aw_tui.engine.tools import ToolContext, ToolResult, openai_tool_specs, run_tool, tools_for_policy
+from aw_tui.engine.tools import ToolContext, ToolResult, openai_tool_specs, run_tool
 from aw_tui.model import events as ev
 from aw_tui.model.formatting import one_line
 from aw_tui.model.ledger import ZERO_USAGE, Usage, compaction_threshold
@@ -66,6 +73,42 @@ class AgentHooks:
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
 
 
+RESPOND_TOOL = "respond"
+RESPOND_DESCRIPTION = (
+    "Give your final answer as one structured object matching the parameters. Call this exactly once, with the "
+    "complete answer, when the work is done; the call ends your turn."
+)
+# A provider that refuses a forced tool choice together with thinking says so in a 400; the call is then made
+# unforced (the ending is still checked: a reply without `respond` goes back to the model).
+_FORCED_CHOICE_REFUSED = re.compile(r"tool.?choice", re.IGNORECASE)
+_FORCED_CHOICE_REASON = re.compile(r"thinking|forces? tool|may not|not supported|unsupported", re.IGNORECASE)
+
+
+@dataclass
+class RespondTool:
+    """A schema-forced ending for a turn (see the module docstring).
+
+    `validate(arguments)` returns the structured value or raises ValueError (pydantic's ValidationError is one)
+    whose message goes back to the model. `rejections` collects, in order, why each answer was refused: the
+    caller reads how many tries the turn used and why the last one failed.
+    """
+
+    parameters: dict[str, Any]
+    validate: Callable[[Any], Any]
+    max_invalid: int = 2
+    description: str = RESPOND_DESCRIPTION
+    rejections: list[str] = field(default_factory=list)
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": "function",
+                "function": {"name": RESPOND_TOOL, "description": self.description, "parameters": self.parameters}}  # fmt: skip
+
+
+def forced_tool_choice(only_respond: bool) -> Any:
+    """The OpenAI-form tool choice litellm translates per provider (Anthropic: {"type": "tool", "name": ...})."""
+    return {"type": "function", "function": {"name": RESPOND_TOOL}} if only_respond else "required"
+
+
 @dataclass
 class AgentResult:
     text: str  # the final answer
@@ -75,6 +118,7 @@ class AgentResult:
     context_tokens: int = 0
     context_window: int | None = None
     compactions: int = 0
+    structured: Any = None  # what `respond` returned, for a turn run with a RespondTool
 
 
 class AgentFailed(Exception):
@@ -150,26 +194,34 @@ async def run_agent(
     tools: ToolContext | None = None,
     policy: llm.RetryPolicy = llm.RetryPolicy(),
     context_tokens: int = 0,
+    respond: RespondTool | None = None,
 ) -> AgentResult:
     """Run one turn of `spec` on `history` + the user `prompt`. Raises AgentFailed or CancelledError (after
-    emitting agent.finished with status failed or aborted)."""
+    emitting agent.finished with status failed or aborted). With `respond`, the turn ends with a validated call
+    of the `respond` tool and `AgentResult.structured` holds its value."""
     turn = _Turn(spec, hooks, policy)
     messages: list[dict[str, Any]] = [dict(m) for m in history]
     # The caller's context count covers the history it hands in; only the new prompt is estimated.
     turn.counted_tokens, turn.counted_messages = (context_tokens, len(messages)) if context_tokens else (0, 0)
     messages.append({"role": "user", "content": prompt})
-    tool_specs = openai_tool_specs(tools_for_policy(tools.policy)) if tools is not None else []
+    # The context decides: its policy, an agent definition's tool list, and delegate where it is wired.
+    tool_specs = openai_tool_specs(tools.offered_tools()) if tools is not None else []
+    extra_params: dict[str, Any] | None = None
+    if respond is not None:
+        extra_params = {"tool_choice": forced_tool_choice(only_respond=not tool_specs)}
+        tool_specs = [*tool_specs, respond.spec()]
     turn.emit(
         ev.AgentStarted(
             id=spec.id, role=spec.role, model=spec.model, thinking=spec.thinking, phase=spec.phase,
             parent=spec.parent, label=spec.label, step=spec.step,
         )  # fmt: skip
     )
-    window = await model_window(spec.model)
-    threshold = compaction_threshold(spec.context_limit, window)
     empty_replies = 0
     transcript: list[dict[str, Any]] = [messages[-1]]
     try:
+        # Inside the try: a turn cancelled while the window is looked up still records how it ended.
+        window = await model_window(spec.model)
+        threshold = compaction_threshold(spec.context_limit, window)
         for _ in range(MAX_MODEL_CALLS_PER_TURN):
             if hooks.before_model_call is not None:
                 await hooks.before_model_call()
@@ -180,8 +232,14 @@ async def run_agent(
                     messages, model=spec.model, tools=tool_specs or None, thinking=spec.thinking,
                     api_base=spec.api_base, policy=policy,
                     on_attempt=lambda attempt: turn.attempt_reported(spec.id, attempt), sleep=hooks.sleep,
+                    extra_params=extra_params,
                 )  # fmt: skip
             except llm.LlmError as error:
+                if extra_params and _forced_choice_refused(error):
+                    extra_params = None  # the provider will not force a tool here; the ending is still checked
+                    turn.emit(ev.Log(level="warning", agent=spec.id,
+                                     message=f"{spec.model} refused a forced tool choice; asking unforced"))  # fmt: skip
+                    continue
                 raise AgentFailed(error.message, kind=error.kind, usage=turn.usage) from error
             reply = dict(completion.message)
             messages.append(reply)
@@ -191,9 +249,30 @@ async def run_agent(
             turn.counted_messages = len(messages)
             if completion.tool_calls:
                 for call in completion.tool_calls:
-                    result_message = await _run_tool_call(turn, call, tools)
+                    if respond is not None and call.get("name") == RESPOND_TOOL:
+                        accepted, result_message = _respond_call(turn, call, respond)
+                        if accepted is not _REJECTED:
+                            report = call.get("arguments_json") or "{}"
+                            turn.emit(ev.AgentFinished(id=spec.id, status="done", report=report))
+                            return AgentResult(
+                                text=report, history=messages, turn_messages=transcript, usage=turn.usage,
+                                context_tokens=turn.context_estimate(messages), context_window=window,
+                                compactions=turn.compactions, structured=accepted,
+                            )  # fmt: skip
+                    else:
+                        result_message = await _run_tool_call(turn, call, tools)
                     messages.append(result_message)
                     transcript.append(result_message)
+                continue
+            if respond is not None:
+                # Ending without `respond` is an invalid answer: say so and let the model try again.
+                why = "the reply ended without calling the respond tool"
+                _reject(turn, respond, why, completion.content)
+                nudge = {"role": "user", "content": (
+                    f"Your reply did not call the `{RESPOND_TOOL}` tool. Finish by calling `{RESPOND_TOOL}` exactly "
+                    "once with the complete answer as its arguments.")}  # fmt: skip
+                messages.append(nudge)
+                transcript.append(nudge)
                 continue
             if completion.is_empty:
                 empty_replies += 1
@@ -224,6 +303,59 @@ async def run_agent(
     except asyncio.CancelledError:
         turn.emit(_cancelled(spec.id, hooks))
         raise
+
+
+_REJECTED = object()
+
+
+def _reject(turn: _Turn, respond: RespondTool, why: str, text: str = "") -> None:
+    """Count one invalid answer; past the allowance the turn fails with kind "schema"."""
+    respond.rejections.append(why)
+    shown = f" (text was: {one_line(text, 200)})" if text.strip() else ""
+    turn.emit(ev.Log(level="warning", agent=turn.spec.id,
+                     message=f"answer {len(respond.rejections)} refused: {one_line(why, 300)}{shown}"))  # fmt: skip
+    if len(respond.rejections) > respond.max_invalid:
+        raise AgentFailed(
+            f"no valid {RESPOND_TOOL} call after {len(respond.rejections)} answer(s); the last: {one_line(why, 300)}",
+            kind="schema", usage=turn.usage,
+        )
+
+
+def _respond_call(turn: _Turn, call: Mapping[str, str], respond: RespondTool) -> tuple[Any, dict[str, Any]]:
+    """(the validated value, or _REJECTED) and the tool result that goes back to the model when rejected."""
+    call_id = call.get("id") or f"call_{time.monotonic_ns()}"
+    raw = call.get("arguments_json") or "{}"
+    try:
+        arguments = json.loads(raw)
+    except ValueError as error:
+        why = f"the {RESPOND_TOOL} arguments are not valid JSON ({error})"
+    else:
+        try:
+            return respond.validate(arguments), {}
+        except ValueError as error:  # pydantic's ValidationError is a ValueError
+            why = f"the {RESPOND_TOOL} arguments do not match the schema: {_validation_summary(error)}"
+    _reject(turn, respond, why)
+    content = f"Error: {why}. Call {RESPOND_TOOL} again with corrected arguments."
+    return _REJECTED, {"role": "tool", "tool_call_id": call_id, "name": RESPOND_TOOL, "content": content}
+
+
+def _validation_summary(error: ValueError, limit: int = 3) -> str:
+    errors = getattr(error, "errors", None)
+    if not callable(errors):
+        return one_line(str(error), 300)
+    parts = []
+    items = errors(include_url=False)
+    for item in items[:limit]:
+        where = ".".join(str(part) for part in item.get("loc", ())) or "(the object)"
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    if len(items) > limit:
+        parts.append(f"and {len(items) - limit} more")
+    return "; ".join(parts)
+
+
+def _forced_choice_refused(error: llm.LlmError) -> bool:
+    return (error.kind == "bad_request" and bool(_FORCED_CHOICE_REFUSED.search(error.message))
+            and bool(_FORCED_CHOICE_REASON.search(error.message)))  # fmt: skip
 
 
 def _cancelled(agent_id: str, hooks: AgentHooks) -> ev.AgentFinished:

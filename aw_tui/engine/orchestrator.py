@@ -27,6 +27,8 @@ from typing import Any
 
 from aw_tui.engine import llm
 from aw_tui.engine.agent import AgentFailed, AgentHooks, AgentResult, AgentSpec, run_agent
+from aw_tui.engine.background import stop_background
+from aw_tui.engine.delegate import DELEGATE_ROLE, SubagentRuntime
 from aw_tui.engine.prompts import (
     ANALYST_SYSTEM,
     WORKER_SYSTEM,
@@ -56,7 +58,7 @@ from aw_tui.model.stepreport import StepReportData, render_step_report
 from aw_tui.store.atomic import atomic_write_text
 from aw_tui.store.control import BadCommand, ControlReader
 from aw_tui.store.eventlog import Clock, utc_now
-from aw_tui.store.jsonl import append_lines, read_all, JsonlRecord
+from aw_tui.store.jsonl import JsonlRecord, append_lines, read_all
 from aw_tui.store.run import RunWriter
 
 MAX_WORKER_RECOVERIES = 2
@@ -122,6 +124,7 @@ class Orchestrator:
         self._stop: StopRun | None = None
         self._control = ControlReader(self.paths)
         self._tools: ToolContext | None = None
+        self._subagents: SubagentRuntime | None = None  # shares delegate ids and agent definitions across turns
         self._operator_wait_s = 0.0
         self._derived_at = float("-inf")
         self._derived_timer: asyncio.TimerHandle | None = None
@@ -194,11 +197,7 @@ class Orchestrator:
             if self._stop is not None and not self.state.is_terminal:
                 self._finish(self._stop.state, self._stop.reason)
         finally:
-            for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await stop_background(background)
             if self._tools is not None:
                 await self._tools.abort(grace_s=0.5)
             self._derived(force=True)
@@ -444,6 +443,18 @@ class Orchestrator:
                                    allowed_patterns=tuple(tools.allowed_patterns)),
         )  # fmt: skip
 
+    def _offer_delegate(self, tools: ToolContext, agent_id: str) -> None:
+        """Give the agent owning `tools` the delegate tool: its children nest under it and share its approver."""
+        hooks = self._hooks()
+        hooks.compaction_failed = lambda error: self._compaction_failed(error, DELEGATE_ROLE)
+        if self._subagents is None:
+            self._subagents = SubagentRuntime(
+                settings=self.settings, hooks=hooks, tools=tools, policy=self.retry_policy,
+                taken=lambda name: name in self.state.agents or name in self.state.phases,
+            )  # fmt: skip
+        tools.agent_id = agent_id
+        tools.delegate = self._subagents.derive(parent=agent_id, tools=tools, hooks=hooks).tool_handler
+
     async def _run_turn(
         self, spec: AgentSpec, history: list[dict[str, Any]], prompt: str, tools: ToolContext | None,
         *, context_tokens: int = 0, retry_state: str,
@@ -605,6 +616,7 @@ class Orchestrator:
         started = self._clock()
         tools = self._tool_context(self.settings.tools.policy)
         tools.approve = lambda command: self._approve_command(command, spec.id)
+        self._offer_delegate(tools, spec.id)
         try:
             result = await self._run_turn(spec, history, prompt, tools, retry_state="WORKER_RUNNING")
         finally:

@@ -42,6 +42,8 @@ from aw_tui.engine.sandbox import (
 
 Approver = Callable[[str], Awaitable[bool]]
 Handler = Callable[[dict[str, Any], "ToolContext"], Awaitable["ToolResult"]]
+# Runs a `delegate` call for the agent that owns the context (aw_tui.engine.delegate provides one).
+DelegateHandler = Callable[[dict[str, Any], "ToolContext"], Awaitable["ToolResult"]]
 
 MAX_OUTPUT_LINES = 2000
 MAX_OUTPUT_BYTES = 50_000
@@ -119,6 +121,11 @@ class ToolContext:
     kill_grace_s: float = 1.0  # SIGTERM, then SIGKILL after this long
     protected: tuple[str, ...] = DEFAULT_PROTECTED  # workspace-relative paths write/edit never change
     env: Mapping[str, str] | None = None  # bash's environment; None: ours without credential-like variables
+    # Subagents: the agent these calls are made for, a narrower tool list (an agent definition's `tools`, applied
+    # within the policy), and the `delegate` tool, offered only when a handler is set.
+    agent_id: str | None = None
+    allowed_tools: tuple[str, ...] | None = None
+    delegate: DelegateHandler | None = None
     _running: dict[int, _Running] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +138,19 @@ class ToolContext:
     def root(self) -> Path:
         """The workspace's real path."""
         return workspace_root(self.workspace)
+
+    def offers(self, name: str) -> bool:
+        """Whether a call to `name` may run here: the policy, the allowlist and, for delegate, a handler."""
+        if self.allowed_tools is not None and name not in self.allowed_tools:
+            return False
+        if name == DELEGATE_TOOL.name:
+            # Delegation starts an agent that may change things, so only a policy allowing every tool permits it.
+            return self.delegate is not None and POLICIES[self.policy] is None
+        return tool_allowed(name, self.policy)
+
+    def offered_tools(self) -> list[Tool]:
+        """The tools the model is offered: the policy's, narrowed by `allowed_tools`, plus delegate when set."""
+        return [tool for tool in (*TOOLS.values(), DELEGATE_TOOL) if self.offers(tool.name)]
 
     def relative(self, real: Path | str) -> str:
         relative = os.path.relpath(os.fspath(real), self.root)
@@ -894,6 +914,41 @@ TOOLS: dict[str, Tool] = {
 }
 
 
+async def _delegate(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    if ctx.delegate is None:
+        raise SandboxRefusal("delegation is not available to this agent")
+    return await ctx.delegate(args, ctx)
+
+
+# Not in TOOLS: it exists only where the engine hands the context a handler (ToolContext.delegate).
+DELEGATE_TOOL = Tool(
+    name="delegate",
+    description=(
+        "Hand one self-contained task to a fresh helper agent. It starts with an empty context (none of this "
+        "conversation), works in the same workspace with its own tools, and returns only a short final report "
+        "(model, duration, tool calls, tokens and cost on the first line). Use it for bounded side work whose "
+        "details you do not need to keep: reconnaissance across many files, a focused fix, a review. Write the "
+        "task so it stands alone: goal, relevant paths, constraints, what to report. Choose effort on purpose: "
+        "fast (cheap look-ups), balanced (ordinary work), smart (hard reasoning). Optionally name an agent "
+        "definition (e.g. scout for read-only reconnaissance, reviewer for a review)."
+    ),
+    parameters=_schema({
+        "task": {"type": "string", "description": "The complete, self-contained task for the helper."},
+        "effort": {"type": "string", "enum": ["fast", "balanced", "smart"],
+                   "description": "fast | balanced | smart: picks the helper's model and thinking level."},
+        "agent": {"type": "string", "description": "Optional agent definition to run (scout, worker, reviewer, "
+                                                   "or one defined in .aw-tui/agents/)."},
+    }, ["task"]),
+    handler=_delegate,
+    mutates=True,
+)
+
+
+def tool_named(name: str) -> Tool | None:
+    """The tool called `name`: one of TOOLS, or delegate."""
+    return DELEGATE_TOOL if name == DELEGATE_TOOL.name else TOOLS.get(name)
+
+
 def tool_allowed(name: str, policy: str) -> bool:
     if policy not in POLICIES:
         raise ValueError(f"unknown tool policy {policy!r}; expected one of {', '.join(POLICIES)}")
@@ -920,13 +975,14 @@ async def run_tool(name: str, args: Any, ctx: ToolContext) -> ToolResult:
 
     `args` may be the decoded dict or the raw JSON text the model produced.
     """
-    tool = TOOLS.get(name)
+    tool = tool_named(name)
     if tool is None:
         return ToolResult.failure(f"there is no tool named {name!r}; the tools are: {', '.join(TOOLS)}")
-    if not tool_allowed(name, ctx.policy):
-        allowed = ", ".join(t.name for t in tools_for_policy(ctx.policy)) or "none"
-        return ToolResult.refusal(f"the tool {name!r} is not allowed under the {ctx.policy} tool policy "
-                                  f"(allowed: {allowed})")  # fmt: skip
+    if not ctx.offers(name):
+        allowed = ", ".join(t.name for t in ctx.offered_tools()) or "none"
+        narrowed = " and this agent's tool list" if ctx.allowed_tools is not None else ""
+        return ToolResult.refusal(f"the tool {name!r} is not allowed under the {ctx.policy} tool policy"
+                                  f"{narrowed} (allowed: {allowed})")  # fmt: skip
     if args is None:
         args = {}
     if isinstance(args, str):

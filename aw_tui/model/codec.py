@@ -13,7 +13,7 @@ from aw_tui.model import events as ev
 from aw_tui.model.ledger import Ledger, LedgerCompaction, LedgerStep, Usage
 from aw_tui.model.state import AgentNode, Gate, Memo, OperatorNote, PhaseNode, RunState, StepRef
 
-CODEC_VERSION = 2  # bump on any change of layout: an old checkpoint is then replayed, never misread
+CODEC_VERSION = 3  # bump on any change of layout: an old checkpoint is then replayed, never misread
 
 
 class CodecError(ValueError):
@@ -70,7 +70,7 @@ def state_to_json(s: RunState) -> dict[str, Any]:
         "logs": [ev.event_to_json(log) for log in s.logs],
         "last_seq": s.last_seq, "last_event_at": _ts(s.last_event_at), "events_applied": s.events_applied,
         "malformed_lines": s.malformed_lines, "unknown_events": s.unknown_events, "problems": s.problems,
-        "read_only": s.read_only,
+        "read_only": s.read_only, "workflow_stats": s.workflow_stats,
     }  # fmt: skip
 
 
@@ -114,6 +114,7 @@ def state_from_json(d: dict[str, Any]) -> RunState:
             logs=logs, last_seq=d["last_seq"], last_event_at=_dt(d["last_event_at"]),
             events_applied=d["events_applied"], malformed_lines=d["malformed_lines"],
             unknown_events=d["unknown_events"], problems=d["problems"], read_only=d["read_only"],
+            workflow_stats=dict(d["workflow_stats"]),
         )  # fmt: skip
     except CodecError:
         raise

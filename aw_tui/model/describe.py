@@ -32,6 +32,8 @@ def describe_event(event: ev.Event) -> tuple[str, str]:
         return "quiet", "memo updated" + (f": next {_clip(e.next_action, 80)}" if e.next_action else "")
     if isinstance(e, ev.PhaseStarted):
         return "info", f"phase {e.title} started"
+    if isinstance(e, ev.PhaseDeclared):
+        return "quiet", f"phase {e.title} declared"
     if isinstance(e, ev.PhaseFinished):
         return "info", f"phase {e.id} {e.status}"
     if isinstance(e, ev.AgentStarted):
@@ -78,6 +80,13 @@ def describe_event(event: ev.Event) -> tuple[str, str]:
         return "quiet", f"command {e.cmd} ({e.command_id}) acknowledged"
     if isinstance(e, ev.CommandRejected):
         return "warn", f"command {e.cmd} ({e.command_id}) rejected: {_clip(e.reason)}"
+    if isinstance(e, ev.WorkflowStats):
+        cached = f" ({e.cached_calls} from the journal)" if e.cached_calls else ""
+        refused = f", {e.refused_calls} refused" if e.refused_calls else ""
+        failed = f", {e.failed_calls} gave no result" if e.failed_calls else ""
+        return "info", (f"workflow: {e.agent_calls} agent call(s){cached}{refused}{failed}, "
+                        f"{format_tokens(e.output_tokens)} output tokens, {format_tokens(e.total_tokens)} in all, "
+                        f"{format_cost(e.cost, e.cost_known)}")  # fmt: skip
     if isinstance(e, ev.Log):
         level = {"error": "bad", "warning": "warn", "debug": "quiet"}.get(e.level, "info")
         return level, _clip(e.message, 160)

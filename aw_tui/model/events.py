@@ -12,13 +12,15 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-# The seed's states (reference/seeds.md §1.4) plus FINISHED (confirmed done) and FAILED (the engine gave up).
+# The seed's states (reference/seeds.md §1.4) plus FINISHED (confirmed done), FAILED (the engine gave up) and
+# WORKFLOW_RUNNING (a workflow run between its start and its end).
 StateName = Literal[
     "IDLE",
     "CONFIGURING",
     "ANALYST_PLANNING",
     "WORKER_RUNNING",
     "ANALYST_REVIEWING",
+    "WORKFLOW_RUNNING",
     "WAITING_FOR_OPERATOR",
     "BLOCKED_NEEDS_OPERATOR",
     "DONE_NEEDS_OPERATOR_CONFIRMATION",
@@ -88,6 +90,15 @@ class MemoUpdated(_Event):
 
 class PhaseStarted(_Event):
     type: Literal["phase.started"] = "phase.started"
+    id: str
+    title: str
+    parent: str | None = None
+
+
+class PhaseDeclared(_Event):
+    """A phase announced before it starts (a workflow's declared phases): shown as pending until phase.started."""
+
+    type: Literal["phase.declared"] = "phase.declared"
     id: str
     title: str
     parent: str | None = None
@@ -241,6 +252,22 @@ class CommandRejected(_Event):
     reason: str
 
 
+class WorkflowStats(_Event):
+    """A workflow execution's totals, written when it ends: agent() calls (cache hits included, refusals not),
+    calls answered from the journal, calls refused (budget, cap), calls that gave None after their retries, and
+    the usage its live calls spent."""
+
+    type: Literal["workflow.stats"] = "workflow.stats"
+    agent_calls: int = Field(0, ge=0)
+    cached_calls: int = Field(0, ge=0)
+    refused_calls: int = Field(0, ge=0)
+    failed_calls: int = Field(0, ge=0)
+    output_tokens: int = Field(0, ge=0)
+    total_tokens: int = Field(0, ge=0)
+    cost: float = Field(0.0, ge=0)
+    cost_known: bool = True
+
+
 class Log(_Event):
     type: Literal["log"] = "log"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -255,6 +282,7 @@ KNOWN_EVENT_CLASSES = (
     RunResumed,
     MemoUpdated,
     PhaseStarted,
+    PhaseDeclared,
     PhaseFinished,
     AgentStarted,
     AgentFinished,
@@ -269,6 +297,7 @@ KNOWN_EVENT_CLASSES = (
     OperatorNoted,
     CommandAcknowledged,
     CommandRejected,
+    WorkflowStats,
     Log,
 )
 KnownEvent = Annotated[Union[KNOWN_EVENT_CLASSES], Field(discriminator="type")]

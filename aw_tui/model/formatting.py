@@ -90,3 +90,16 @@ def one_line(text: str, limit: int | None = None) -> str:
     if limit is None or len(flat) <= limit:
         return flat
     return flat[: limit - 1] + "…"
+
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int) -> str:
+    """The last `width` values as block characters scaled to the largest of them (zero shows as the lowest)."""
+    shown = values[-width:] if width > 0 else []
+    peak = max(shown, default=0.0)
+    if peak <= 0:
+        return SPARK_BLOCKS[0] * len(shown)
+    top = len(SPARK_BLOCKS) - 1
+    return "".join(SPARK_BLOCKS[min(top, max(0, round(value / peak * top)))] for value in shown)

@@ -388,6 +388,222 @@ def timing_summary(ledger: Ledger, started_at: datetime | None, ended_at: dateti
     )
 
 
+# --- time by role and model, operator wait ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StepTime:
+    """How many finished turns a group (a role, a model) took and how long they ran."""
+
+    steps: int = 0
+    wall_ms: float = 0.0
+    llm_ms: float = 0.0
+    tool_ms: float = 0.0
+    external_ms: float = 0.0
+
+    def __add__(self, other: StepTime) -> StepTime:
+        return StepTime(
+            self.steps + other.steps,
+            self.wall_ms + other.wall_ms,
+            self.llm_ms + other.llm_ms,
+            self.tool_ms + other.tool_ms,
+            self.external_ms + other.external_ms,
+        )
+
+    @property
+    def average_wall_ms(self) -> float:
+        return self.wall_ms / self.steps if self.steps else 0.0
+
+
+def _step_time(step: LedgerStep) -> StepTime:
+    return StepTime(1, step.wall_ms, step.llm_ms, step.tool_ms, step.external_ms)
+
+
+def step_time_total(ledger: Ledger) -> StepTime:
+    total = StepTime()
+    for step in ledger.steps:
+        total = total + _step_time(step)
+    return total
+
+
+def step_time_by_role(ledger: Ledger) -> dict[str, StepTime]:
+    """Steps and time per role (lower case), analyst first, then worker, then the rest by name."""
+    out: dict[str, StepTime] = {}
+    for step in ledger.steps:
+        role = step.role.lower()
+        out[role] = out.get(role, StepTime()) + _step_time(step)
+    return dict(sorted(out.items(), key=lambda item: role_sort_key(item[0])))
+
+
+def step_time_by_model(ledger: Ledger) -> dict[str, StepTime]:
+    """Steps and time per model, by model name."""
+    out: dict[str, StepTime] = {}
+    for step in ledger.steps:
+        out[step.model] = out.get(step.model, StepTime()) + _step_time(step)
+    return dict(sorted(out.items()))
+
+
+def operator_wait_ms(waits: Any, until: datetime | None) -> float:
+    """Time the run spent with at least one gate open: `waits` are (opened_at, resolved_at or None) pairs.
+
+    Gates open at the same time count once (the operator waits once), and a gate still open counts until
+    `until`, the run's end or now; with `until` unknown an open gate adds nothing.
+    """
+    spans: list[tuple[datetime, datetime]] = []
+    for opened, resolved in waits:
+        end = resolved if resolved is not None else until
+        if end is None:
+            continue
+        if until is not None:
+            end = min(end, until)
+        if end > opened:
+            spans.append((opened, end))
+    spans.sort()
+    total = 0.0
+    current: tuple[datetime, datetime] | None = None
+    for start, end in spans:
+        if current is not None and start <= current[1]:
+            current = (current[0], max(current[1], end))
+            continue
+        if current is not None:
+            total += (current[1] - current[0]).total_seconds() * 1000
+        current = (start, end)
+    if current is not None:
+        total += (current[1] - current[0]).total_seconds() * 1000
+    return total
+
+
+# --- comparing runs ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonRow:
+    """One measure across several runs. Lower is better for every measure (cost, tokens, steps, time)."""
+
+    key: str
+    label: str
+    kind: str  # "cost" | "tokens" | "count" | "ms": how to format the values
+    # One per run, in the runs' order; None where the run has nothing to count (a role it never used).
+    values: tuple[float | None, ...]
+    cost_known: tuple[bool, ...] = ()
+
+    def _known(self) -> list[float]:
+        return [value for value in self.values if value is not None]
+
+    def _differs(self) -> bool:
+        known = self._known()
+        return len(known) >= 2 and not _same(min(known), max(known))
+
+    @property
+    def best(self) -> frozenset[int]:
+        """Indexes of the lowest value; empty when the runs do not differ here."""
+        if not self._differs():
+            return frozenset()
+        low = min(self._known())
+        return frozenset(i for i, value in enumerate(self.values) if value is not None and _same(value, low))
+
+    @property
+    def worst(self) -> frozenset[int]:
+        if not self._differs():
+            return frozenset()
+        high = max(self._known())
+        return frozenset(i for i, value in enumerate(self.values) if value is not None and _same(value, high))
+
+    def ratio(self, index: int) -> float | None:
+        """The value relative to the first run's; None when either is missing or the first is zero."""
+        base, value = self.values[0], self.values[index]
+        if base is None or value is None or base <= 0:
+            return None
+        return value / base
+
+    def formatted(self, index: int) -> str:
+        value = self.values[index]
+        if value is None:
+            return DASH
+        if self.kind == "cost":
+            return format_cost(value, self.cost_known[index] if self.cost_known else True)
+        if self.kind == "tokens":
+            return format_tokens(value)
+        if self.kind == "ms":
+            return format_duration(value) if value > 0 else DASH
+        return str(int(value))
+
+
+def _same(a: float, b: float) -> bool:
+    # Costs are sums of floats: 0.1 + 0.02 and 0.12 are the same amount, not a difference to highlight.
+    return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
+
+
+def format_ratio(ratio: float) -> str:
+    """`×1.8`: a value relative to a baseline, with more digits the closer it is to zero."""
+    if ratio >= 10:
+        return f"×{round_half_up(ratio)}"
+    if ratio >= 0.995:
+        return f"×{ratio:.1f}"
+    if ratio >= 0.01:
+        return f"×{ratio:.2f}"
+    return "×0" if ratio <= 0 else "×<0.01"
+
+
+_TOKEN_MEASURES = (("in", "Tokens in", "input"), ("out", "Tokens out", "output"),
+                   ("cache_read", "Cache read", "cache_read"), ("cache_write", "Cache write", "cache_write"))  # fmt: skip
+
+
+def compare_ledgers(ledgers: list[Ledger], end_to_end_ms: list[float | None] | None = None) -> list[ComparisonRow]:
+    """Rows comparing runs' ledgers: cost, tokens in/out/cache, steps and step wall time, each in total and
+    by role (every role any run used), and end-to-end time when given. Cache write rows appear only if any
+    run wrote to a cache."""
+    roles = sorted({role.lower() for ledger in ledgers for role in ledger.by_role()}
+                   | {step.role.lower() for ledger in ledgers for step in ledger.steps}, key=role_sort_key)  # fmt: skip
+    usage_by_role = [_lower_roles(ledger) for ledger in ledgers]
+    time_by_role = [step_time_by_role(ledger) for ledger in ledgers]
+    totals = [ledger.total for ledger in ledgers]
+    rows: list[ComparisonRow] = []
+
+    def used(index: int, role: str) -> bool:
+        return role in usage_by_role[index] or role in time_by_role[index]
+
+    rows.append(ComparisonRow("cost", "Cost", "cost", tuple(t.cost for t in totals),
+                              tuple(t.cost_known for t in totals)))  # fmt: skip
+    for role in roles:
+        usages = [by_role.get(role, ZERO_USAGE) for by_role in usage_by_role]
+        rows.append(ComparisonRow(
+            f"cost:{role}", f"Cost · {role_label(role)}", "cost",
+            tuple(u.cost if used(i, role) else None for i, u in enumerate(usages)), tuple(u.cost_known for u in usages),
+        ))  # fmt: skip
+    for key, label, attribute in _TOKEN_MEASURES:
+        if key == "cache_write" and not any(t.cache_write for t in totals):
+            continue
+        rows.append(ComparisonRow(key, label, "tokens", tuple(getattr(t, attribute) for t in totals)))
+        for role in roles:
+            values = tuple(getattr(usage_by_role[i].get(role, ZERO_USAGE), attribute) if used(i, role) else None
+                           for i in range(len(ledgers)))  # fmt: skip
+            rows.append(ComparisonRow(f"{key}:{role}", f"{label} · {role_label(role)}", "tokens", values))
+    rows.append(ComparisonRow("tokens", "Tokens, all", "tokens", tuple(t.total_tokens for t in totals)))
+    step_totals = [step_time_total(ledger) for ledger in ledgers]
+    rows.append(ComparisonRow("steps", "Steps", "count", tuple(t.steps for t in step_totals)))
+    for role in roles:
+        values = tuple(by_role.get(role, StepTime()).steps if used(i, role) else None
+                       for i, by_role in enumerate(time_by_role))  # fmt: skip
+        rows.append(ComparisonRow(f"steps:{role}", f"Steps · {role_label(role)}", "count", values))
+    rows.append(ComparisonRow("wall", "Step wall time", "ms", tuple(t.wall_ms for t in step_totals)))
+    for role in roles:
+        values = tuple(by_role.get(role, StepTime()).wall_ms if used(i, role) else None
+                       for i, by_role in enumerate(time_by_role))  # fmt: skip
+        rows.append(ComparisonRow(f"wall:{role}", f"Step wall time · {role_label(role)}", "ms", values))
+    if end_to_end_ms is not None:
+        rows.append(ComparisonRow("end_to_end", "End-to-end", "ms", tuple(end_to_end_ms)))
+    return rows
+
+
+def _lower_roles(ledger: Ledger) -> dict[str, Usage]:
+    # by_role() keys are as recorded; runs of the original extension and ours may differ in case.
+    out: dict[str, Usage] = {}
+    for role, usage in ledger.by_role().items():
+        out[role.lower()] = out.get(role.lower(), ZERO_USAGE) + usage
+    return out
+
+
 def iso_or_none(ts: datetime | None) -> str | None:
     return None if ts is None else iso(ts, timespec="milliseconds")
 

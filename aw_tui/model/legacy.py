@@ -147,10 +147,10 @@ def _add_step_node(state: RunState, step: LedgerStep) -> None:
     state.root_phases.append(phase_id)
     state.agents[agent_id] = AgentNode(
         id=agent_id, role=step.role, model=step.model, thinking=step.thinking_level, phase=phase_id, parent=None,
-        label=title, step=step.step, started_at=started, status="done", finished_at=step.finished_at,
+        label=step.role, step=step.step, started_at=started, status="done", finished_at=step.finished_at,
         usage=step.usage, context_tokens=step.context_tokens, llm_calls=0,
         tool_count=sum(step.tool_counts.values()), tool_errors=step.tool_errors, tool_ms=step.tool_ms,
-        tool_ms_by_name=dict(step.tool_ms_by_name), tool_counts=dict(step.tool_counts), report=step.artifact,
+        tool_ms_by_name=dict(step.tool_ms_by_name), tool_counts=dict(step.tool_counts),
     )  # fmt: skip
 
 

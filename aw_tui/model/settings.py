@@ -73,6 +73,24 @@ class LlmSettings(_SettingsModel):
     timeout_s: float = Field(default=600.0, gt=0, allow_inf_nan=False)
 
 
+class DelegateSettings(_SettingsModel):
+    """The `delegate` tool: what each effort means, how long a child may run, how deep delegation may nest.
+
+    An effort's model left unset follows the configured roles: fast and balanced use the worker's model, smart
+    the analyst's (with that role's api_base and context limit); `effort_choice` resolves it.
+    """
+
+    fast_model: str | None = Field(default=None, min_length=1)
+    fast_thinking: ThinkingLevel = "low"
+    balanced_model: str | None = Field(default=None, min_length=1)
+    balanced_thinking: ThinkingLevel = "medium"
+    smart_model: str | None = Field(default=None, min_length=1)
+    smart_thinking: ThinkingLevel = "high"
+    timeout_s: float = Field(default=900.0, gt=0, allow_inf_nan=False)
+    # The worker is depth 0; its children are depth 1. A child at max_depth may not delegate further.
+    max_depth: int = Field(default=2, ge=0)
+
+
 class RunsSettings(_SettingsModel):
     """Where run directories are discovered and created (the first root is where new runs go)."""
 
@@ -96,6 +114,7 @@ class Settings(_SettingsModel):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     tools: ToolSettings = Field(default_factory=ToolSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    delegate: DelegateSettings = Field(default_factory=DelegateSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -109,6 +128,47 @@ class Settings(_SettingsModel):
             if isinstance(filled.get(role), dict):
                 filled[role] = {**defaults, **filled[role]}
         return filled
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Delegation effort
+
+Effort = Literal["fast", "balanced", "smart"]
+EFFORTS: tuple[str, ...] = typing.get_args(Effort)
+# Which role's model an effort follows when its own model is not set.
+_EFFORT_ROLE = {"fast": "worker", "balanced": "worker", "smart": "analyst"}
+
+
+@dataclass(frozen=True)
+class EffortChoice:
+    """What a delegate effort resolves to: the model to call and how."""
+
+    effort: str
+    model: str
+    thinking: str
+    api_base: str | None = None
+    context_limit: int | None = None
+
+
+def effort_choice(settings: Settings, effort: str) -> EffortChoice:
+    """The model, thinking level, api_base and context limit for a delegate `effort` (fast|balanced|smart).
+
+    A model of the effort's own wins; otherwise it follows its role (fast and balanced: the worker, smart: the
+    analyst). The role's api_base and context limit come along whenever the model is that role's model.
+    Raises ValueError for an unknown effort.
+    """
+    if effort not in EFFORTS:
+        raise ValueError(f"unknown effort {effort!r}; use one of: {', '.join(EFFORTS)}")
+    delegate = settings.delegate
+    model = getattr(delegate, f"{effort}_model") or getattr(settings, _EFFORT_ROLE[effort]).model
+    thinking = getattr(delegate, f"{effort}_thinking")
+    # The endpoint belongs to the model: prefer the effort's own role, then the other one.
+    roles = [getattr(settings, _EFFORT_ROLE[effort]), settings.analyst, settings.worker]
+    role = next((r for r in roles if r.model == model), None)
+    return EffortChoice(
+        effort=effort, model=model, thinking=thinking,
+        api_base=role.api_base if role else None, context_limit=role.context_limit if role else None,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -172,6 +172,8 @@ class RunState:
     problems: list[str] = field(default_factory=list)
     # Set for runs of the original extension, which have no events and must never be written.
     read_only: bool = False
+    # A workflow run's last workflow.stats (agent_calls, cached_calls, output_tokens, ...); empty for other runs.
+    workflow_stats: dict[str, Any] = field(default_factory=dict)
 
     # --- derived views ---------------------------------------------------------------------------------
 
@@ -348,10 +350,20 @@ def _ensure_phase(b: _Batch, phase_id: str, title: str, parent: str | None, ts: 
 def _phase_started(b: _Batch, e: ev.PhaseStarted) -> None:
     existing = e.id in b.state.phases
     node = _ensure_phase(b, e.id, e.title, e.parent, e.ts)
-    if existing:  # restarted (e.g. a resumed run): active again
+    if existing:  # restarted (e.g. a resumed run) or declared earlier: active now
         node.title = e.title
         node.status = "active"
         node.finished_at = None
+        if node.started_at is None:
+            node.started_at = e.ts
+
+
+def _phase_declared(b: _Batch, e: ev.PhaseDeclared) -> None:
+    if e.id in b.state.phases:
+        return  # already declared or started (a resumed run declares its phases again): keep what it shows
+    node = _ensure_phase(b, e.id, e.title, e.parent, e.ts)
+    node.status = "pending"
+    node.started_at = None
 
 
 def _phase_finished(b: _Batch, e: ev.PhaseFinished) -> None:
@@ -531,6 +543,10 @@ def _command_rejected(b: _Batch, e: ev.CommandRejected) -> None:
     b.state.commands[e.command_id] = ("rejected", e.reason)
 
 
+def _workflow_stats(b: _Batch, e: ev.WorkflowStats) -> None:
+    b.state.workflow_stats = e.model_dump(exclude={"seq", "ts", "type"})
+
+
 def _log(b: _Batch, e: ev.Log) -> None:
     logs = b.state.logs
     logs.append(e)
@@ -545,6 +561,7 @@ _HANDLERS: dict[str, Callable[[_Batch, Any], None]] = {
     "run.resumed": _run_resumed,
     "memo.updated": _memo,
     "phase.started": _phase_started,
+    "phase.declared": _phase_declared,
     "phase.finished": _phase_finished,
     "agent.started": _agent_started,
     "agent.finished": _agent_finished,
@@ -559,6 +576,7 @@ _HANDLERS: dict[str, Callable[[_Batch, Any], None]] = {
     "operator.note": _operator_noted,
     "command.acknowledged": _command_acknowledged,
     "command.rejected": _command_rejected,
+    "workflow.stats": _workflow_stats,
     "log": _log,
 }
 assert set(_HANDLERS) == ev.EVENT_TYPES, "every known event type needs a handler"

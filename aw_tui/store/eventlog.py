@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from aw_tui.clock import utc_now  # noqa: F401 (re-exported: the store stamps events with it)
+
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from aw_tui.model.events import Event, EventError, event_to_json, parse_event
@@ -13,10 +15,6 @@ from aw_tui.store.jsonl import JsonlAppender, JsonlRecord, JsonlTail, PartialLin
 __all__ = ["EventLogDamaged", "EventReader", "EventWriter", "TailReset", "read_events", "utc_now"]
 
 Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class EventReader:

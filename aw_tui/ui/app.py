@@ -9,22 +9,31 @@ an engine starts, in a worker thread, never on the way to the first frame.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from textual.app import App
-from textual.binding import Binding
+from textual.app import App, SystemCommand
+from textual.screen import Screen
 
-from aw_tui.model.state import RunState
-from aw_tui.store.eventlog import utc_now
+from aw_tui.clock import utc_now
+from aw_tui.ui import actions
 from aw_tui.ui.messages import RunsChanged
-from aw_tui.ui.screens.dialogs import ConfirmDialog
-from aw_tui.ui.screens.run import RunScreen
 from aw_tui.ui.screens.runs import RunsScreen
+
+# The first frame is the runs list: everything else (the models, pydantic, the other screens) is imported when
+# it is first needed, which keeps start-up close to a bare Textual app's.
+if TYPE_CHECKING:
+    from aw_tui.model.state import RunState
+    from aw_tui.ui.screens.new_run import NewRunRequest
+
+HANDOVER_LOG = "headless.log"  # under artifacts/: what the headless engine that took over a run printed
 
 
 def _styles() -> list[Path]:
@@ -35,10 +44,7 @@ def _styles() -> list[Path]:
 class AwTuiApp(App[int]):
     TITLE = "aw-tui"
     CSS_PATH = _styles()
-    BINDINGS = [
-        Binding("q", "quit_app", "Quit", id="app.quit"),
-        Binding("question_mark,f1", "help", "Help", id="app.help"),
-    ]
+    BINDINGS = actions.bindings(actions.APP, target=actions.APP)
 
     def __init__(
         self,
@@ -57,6 +63,7 @@ class AwTuiApp(App[int]):
         self._start_engine = start_engine  # a callable returning a RunWriter to drive here (the demo)
         self._stop_watch = asyncio.Event()
         self._engines: dict[Path, Any] = {}  # run dir -> Orchestrator driven in this process
+        self._engine_tasks: dict[Path, asyncio.Task[Any]] = {}
         self._attention: dict[Path, tuple[int, str]] = {}
 
     def now(self) -> datetime:
@@ -79,10 +86,12 @@ class AwTuiApp(App[int]):
     def on_runs_changed(self, message: RunsChanged) -> None:
         # Screens below the top one keep up too: the runs list is current when the user goes back to it.
         for screen in self.screen_stack:
-            if isinstance(screen, (RunsScreen, RunScreen)):
+            if hasattr(screen, "on_runs_changed"):  # the runs list, run, ledger and comparison screens
                 screen.post_message(RunsChanged(message.runs))
 
     def open_run(self, path: Path) -> None:
+        from aw_tui.ui.screens.run import RunScreen
+
         self.push_screen(RunScreen(path))
 
     # --- engines in this process -------------------------------------------------------------------------------
@@ -105,12 +114,49 @@ class AwTuiApp(App[int]):
         from aw_tui.engine.orchestrator import Orchestrator
 
         orchestrator = Orchestrator(writer)
-        self._engines[writer.paths.root] = orchestrator
+        root = writer.paths.root
+        self._engines[root] = orchestrator
+        task = asyncio.current_task()
+        if task is not None:
+            self._engine_tasks[root] = task
         try:
             return await orchestrator.run()
         finally:
-            self._engines.pop(writer.paths.root, None)
+            self._engines.pop(root, None)
+            self._engine_tasks.pop(root, None)
             writer.close()
+
+    def action_new_run(self) -> None:
+        from aw_tui.store.config import ConfigError, load_config
+        from aw_tui.ui.screens.new_run import NewRunDialog
+
+        try:
+            loaded = load_config()
+        except ConfigError as error:
+            self.notify(str(error), title="The config has a problem", severity="error", timeout=10)
+            return
+
+        def chosen(request: NewRunRequest | None) -> None:
+            if request is not None:
+                self.run_worker(self._start_requested(request, loaded), group="engines", exit_on_error=False)
+
+        self.push_screen(NewRunDialog(loaded.settings, Path.cwd()), chosen)
+
+    async def _start_requested(self, request: NewRunRequest, loaded: Any) -> None:
+        from aw_tui.engine.launch import LaunchError, start_run
+
+        root = self.roots[0] if self.roots else loaded.runs_roots()[0]
+        try:
+            writer = await asyncio.to_thread(
+                start_run, request.task, request.settings(loaded.settings), workspace=request.workspace,
+                runs_root=root,
+            )  # fmt: skip
+        except LaunchError as error:
+            self.notify(str(error), title="The run did not start", severity="error", timeout=10)
+            return
+        self.notify(f"{writer.paths.root.name} started", timeout=4)
+        self.open_run(writer.paths.root)
+        await self.drive(writer)
 
     # --- attention ---------------------------------------------------------------------------------------------
 
@@ -136,32 +182,88 @@ class AwTuiApp(App[int]):
             self._leave()
             return
 
-        def decided(abort: bool | None) -> None:
-            if abort is None:
-                return
-            if abort:
+        def decided(answer: str | None) -> None:
+            if answer == "headless":
+                self.run_worker(self._hand_over_and_leave(), group="leaving", exit_on_error=False)
+            elif answer == "abort":
                 from aw_tui.model.commands import new_command
                 from aw_tui.store.control import send_command
 
                 for orchestrator in self._engines.values():
                     send_command(orchestrator.paths, new_command("abort", source="operator (tui quit)"))
-            self._leave()
+                self._leave()
 
         names = ", ".join(path.name for path in self._engines)
-        self.push_screen(ConfirmDialog(
-            f"{names} runs in this process. Quitting stops it where it is (`aw-tui resume` continues it). "
-            "Abort it instead?", yes="Abort it"), decided)  # fmt: skip
+        from aw_tui.ui.screens.dialogs import ChoiceDialog
+
+        self.push_screen(ChoiceDialog(
+            f"{names} runs in this process. Leave it running headless (a background `aw-tui resume --headless`; "
+            "reopen it with `aw-tui`), or abort it?",
+            [("headless", "Leave running headless"), ("abort", "Abort it")]), decided)  # fmt: skip
+
+    async def _hand_over_and_leave(self) -> None:
+        """Stop the engines here (their turns in flight are redone) and start a headless engine for each run."""
+        roots = list(self._engine_tasks)
+        for task in self._engine_tasks.values():
+            task.cancel()
+        for task in list(self._engine_tasks.values()):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for root in roots:
+            await asyncio.to_thread(start_headless_engine, root)
+        self.notify("left running headless", timeout=2)
+        self._leave()
 
     def _leave(self) -> None:
         self._stop_watch.set()
         self.exit(0)
 
+    # --- help and the command palette ------------------------------------------------------------------------
+
     def action_help(self) -> None:
-        lines = []
-        for binding in [*self.screen.BINDINGS, *self.BINDINGS]:
-            if isinstance(binding, Binding):
-                lines.append(f"{binding.key:>14}  {binding.description}")
-        self.notify("\n".join(lines), title="Keys", timeout=10)
+        from aw_tui.ui.screens.help import HelpScreen
+
+        screen = self.screen
+        if isinstance(screen, HelpScreen):
+            return
+        panes = actions.focused_panes(screen.focused) if screen.focused is not None else ()
+        self.push_screen(HelpScreen(panes, tuple(getattr(screen, "SCREEN_PANES", ())), screen.title or self.title))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        # Textual's own commands, but its Quit leaves without asking about runs driven here: ours replaces it.
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":
+                yield command
+        for action in actions.actions(*getattr(screen, "SCREEN_PANES", ()), actions.APP):
+            if action.bound_by_textual:
+                continue
+            yield SystemCommand(f"{action.title} ({action.key_label})", action.help,
+                                self._action_runner(screen, action))  # fmt: skip
+
+    def _action_runner(self, screen: Screen, action: actions.UiAction) -> Callable[[], Any]:
+        async def run() -> None:
+            if action.target == actions.APP:
+                await self.run_action(action.action)
+            elif action.target == actions.SCREEN:
+                await screen.run_action(action.action)
+            else:
+                widgets = screen.query(action.target)
+                if widgets:
+                    await widgets.first().run_action(action.action)
+
+        return run
+
+
+def start_headless_engine(run_dir: Path) -> subprocess.Popen[bytes]:
+    """`aw-tui resume --headless RUN` in its own session, so it outlives this terminal; its output goes to a log
+    in the run's artifacts."""
+    log_path = run_dir / "artifacts" / HANDOVER_LOG
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "aw_tui", "resume", "--headless", str(run_dir)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
 
 
 def _quiet_litellm() -> None:

@@ -76,3 +76,12 @@ def test_format_duration_matches_the_seed(ms, text):
 
 def test_format_age():
     assert [format_age(s) for s in (5, 90, 7200, 200_000)] == ["5s", "1m", "2h", "2d"]
+
+
+def test_sparkline_scales_to_the_peak_and_keeps_the_latest_values():
+    from aw_tui.model.formatting import sparkline
+
+    assert sparkline([0.0, 0.5, 1.0], 10) == "▁▅█"
+    assert sparkline([9.0, 1.0, 0.0, 2.0], 3) == "▅▁█"  # the oldest value is dropped, the rest rescaled
+    assert sparkline([0.0, 0.0], 5) == "▁▁"
+    assert sparkline([], 5) == "" and sparkline([1.0], 0) == ""

@@ -52,6 +52,14 @@ ALL_KEYS = [
     "llm.max_attempts",
     "llm.max_retry_after_s",
     "llm.timeout_s",
+    "delegate.fast_model",
+    "delegate.fast_thinking",
+    "delegate.balanced_model",
+    "delegate.balanced_thinking",
+    "delegate.smart_model",
+    "delegate.smart_thinking",
+    "delegate.timeout_s",
+    "delegate.max_depth",
 ]
 
 
@@ -277,6 +285,14 @@ def test_flatten_defaults():
         ("llm.max_attempts", 4),
         ("llm.max_retry_after_s", 60.0),
         ("llm.timeout_s", 600.0),
+        ("delegate.fast_model", None),
+        ("delegate.fast_thinking", "low"),
+        ("delegate.balanced_model", None),
+        ("delegate.balanced_thinking", "medium"),
+        ("delegate.smart_model", None),
+        ("delegate.smart_thinking", "high"),
+        ("delegate.timeout_s", 900.0),
+        ("delegate.max_depth", 2),
     ]
 
 
@@ -318,6 +334,9 @@ def test_optional_keys():
         "budget.max_cost_usd",
         "budget.max_tokens",
         "limits.max_worker_steps_before_operator",
+        "delegate.fast_model",
+        "delegate.balanced_model",
+        "delegate.smart_model",
     ]
 
 

@@ -2,39 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-from datetime import datetime, timezone
-from pathlib import Path
-
-import pytest
-
-from aw_tui.cli import bundled_samples_root
 from aw_tui.store.control import read_commands
-from aw_tui.ui.app import AwTuiApp
-from aw_tui.ui.screens.run import RunScreen
-
-SAMPLE = "aw_20260314_093000_fix_the_failing_duration_parser_test"
-NOW = datetime(2026, 3, 14, 10, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def run_dir(tmp_path) -> Path:
-    target = tmp_path / "runs" / SAMPLE
-    shutil.copytree(bundled_samples_root() / SAMPLE, target)
-    return target
-
-
-def app_for(run_dir: Path) -> AwTuiApp:
-    return AwTuiApp([run_dir.parent], open_path=run_dir, clock=lambda: NOW, watch=False)
-
-
-async def wait_for_run_screen(pilot) -> RunScreen:
-    for _ in range(100):
-        await pilot.pause(0.02)
-        screen = pilot.app.screen
-        if isinstance(screen, RunScreen) and screen.opened is not None:
-            return screen
-    raise AssertionError("the run screen never opened")
+from tests.ui.ui_kit import app_for, wait_for_run_screen
 
 
 async def test_approve_key_queues_an_approval_of_the_selected_gate(run_dir):

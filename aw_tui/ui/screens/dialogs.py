@@ -65,3 +65,33 @@ class TextPrompt(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ChoiceDialog(ModalScreen[str | None]):
+    """A question with several answers; the first is the default (focused), escape answers None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+
+    def __init__(self, question: str, choices: list[tuple[str, str]]) -> None:
+        super().__init__(classes="dialog")
+        self.question = question
+        self.choices = choices  # (answer, button label)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog-box"):
+            yield Label(self.question, id="dialog-question")
+            with Horizontal(id="dialog-buttons"):
+                for index, (answer, label) in enumerate(self.choices):
+                    yield Button(label, id=f"choice-{answer}", variant="primary" if index == 0 else "default")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query(Button).first().focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        button_id = event.button.id or ""
+        self.dismiss(button_id.removeprefix("choice-") if button_id.startswith("choice-") else None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

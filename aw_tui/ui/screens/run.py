@@ -12,16 +12,18 @@ from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Tree
+from textual.widgets import Footer, Header, OptionList, Tree
 
 from aw_tui.model.commands import ANSWERABLE_GATE_KINDS, new_command
 from aw_tui.store.control import submit_command
+from aw_tui.model.formatting import format_duration
 from aw_tui.store.run import OpenedRun, RunError, open_run
+from aw_tui.ui.actions import bindings
 from aw_tui.ui.messages import RunsChanged
 from aw_tui.ui.screens.dialogs import ConfirmDialog, TextPrompt
+from aw_tui.ui.screens.ledger import LedgerScreen
 from aw_tui.ui.widgets.agent_tree import AgentTree
 from aw_tui.ui.widgets.gate_queue import GateQueue
 from aw_tui.ui.widgets.gauges import Gauges
@@ -30,20 +32,8 @@ from aw_tui.ui.widgets.status_line import StatusLine
 
 
 class RunScreen(Screen[None]):
-    BINDINGS = [
-        Binding("a", "approve", "Approve", id="gate.approve"),
-        Binding("r", "reject", "Reject", id="gate.reject"),
-        Binding("enter", "answer", "Answer", id="gate.answer", priority=False),
-        Binding("j", "gate_down", "Next gate", show=False, id="gate.down"),
-        Binding("k", "gate_up", "Previous gate", show=False, id="gate.up"),
-        Binding("g", "next_gate", "Go to gate", id="gate.jump"),
-        Binding("p", "pause", "Pause/resume", id="run.pause"),
-        Binding("A", "abort", "Abort", id="run.abort"),
-        Binding("f", "finish", "Finish", id="run.finish"),
-        Binding("F", "follow", "Follow", id="tree.follow"),
-        Binding("t", "transcript", "Transcript", id="report.transcript"),
-        Binding("escape", "back", "Runs", id="run.back"),
-    ]
+    SCREEN_PANES = ("gate", "run", "tree", "report")
+    BINDINGS = bindings(*SCREEN_PANES)
 
     def __init__(self, path: Path) -> None:
         super().__init__()
@@ -78,6 +68,7 @@ class RunScreen(Screen[None]):
             return
         self.title = self.opened.state.title or self.path.name
         self.sub_title = self.path.name
+        self.refresh_bindings()  # check_action depends on whether the run is read-only, known from here on
         await self._refresh_view()
         self.set_interval(1.0, self._tick)
         self.query_one(AgentTree).focus()
@@ -123,6 +114,15 @@ class RunScreen(Screen[None]):
         await self._show_report()
         self.app.update_attention(self.path, state)  # type: ignore[attr-defined]
 
+    # Keys that change the run: gone for runs of the original extension, which aw-tui only reads. (On a run that
+    # has ended they stay, and the refusal says why.)
+    RUN_CHANGING_ACTIONS = frozenset({"approve", "reject", "answer", "pause", "abort", "finish", "note"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.RUN_CHANGING_ACTIONS and self.opened is not None and self.opened.state.read_only:
+            return False
+        return True
+
     def _show_status(self) -> None:
         if self.opened is not None:
             self.query_one(StatusLine).show(self.path.name, self.opened.state, self.lease, self.app.now())  # type: ignore[attr-defined]
@@ -142,10 +142,31 @@ class RunScreen(Screen[None]):
 
     async def _show_report(self) -> None:
         assert self.opened is not None
+        state = self.opened.state
         agent_id = self.query_one(AgentTree).selected_agent
-        step = next((s for s in self.opened.state.steps if s.agent == agent_id), None) if agent_id else None
-        title = f"Step {step.step}: {step.role} {step.phase}" if step else "Report"
-        await self.query_one(ReportView).show(self.opened.paths, step.path if step else None, title)
+        agent = state.agents.get(agent_id) if agent_id else None
+        # Runs of the original extension record no agent per step: their agents carry the step number instead.
+        step = next((s for s in state.steps if s.agent == agent_id or (s.agent is None and agent is not None
+                                                                      and s.step == agent.step)), None)  # fmt: skip
+        if step is not None:
+            await self.query_one(ReportView).show(self.opened.paths, step.path, f"Step {step.step}: {step.role} {step.phase}")
+            return
+        if agent is not None and agent.report and agent.status != "running":
+            self.query_one(ReportView).show_text(f"agent:{agent.id}", agent.report, f"{agent.label or agent.id}: report")
+            return
+        placeholder = None
+        if agent is not None:
+            # A turn has a report once it ends; until then say what it is doing instead of asking for a click.
+            elapsed = format_duration(agent.elapsed_ms(self.app.now()))  # type: ignore[attr-defined]
+            if agent.status == "running":
+                placeholder = (f"{agent.label or agent.id} is running ({agent.tool_count} tool calls, {elapsed}); "
+                               "its report appears here when the turn ends.")  # fmt: skip
+            else:
+                placeholder = f"{agent.label or agent.id} ended {agent.status} after {elapsed} and wrote no step report."
+                if agent.error:
+                    placeholder += f"\n\n{agent.error}"
+        await self.query_one(ReportView).show(self.opened.paths, None, agent.label or agent.id if agent else "Report",
+                                              placeholder)  # fmt: skip
 
     @on(Tree.NodeHighlighted)
     async def _node_highlighted(self) -> None:
@@ -203,6 +224,11 @@ class RunScreen(Screen[None]):
 
         self.app.push_screen(TextPrompt(f"Answer {gate.id}: {gate.title}", placeholder="your answer"), send)
 
+    @on(OptionList.OptionSelected, "#gate-list")
+    def _gate_chosen(self) -> None:
+        # Enter on the focused gate list reaches the list first: it answers the gate, as enter does elsewhere.
+        self.action_answer()
+
     def action_gate_down(self) -> None:
         self.query_one(GateQueue).move(1)
 
@@ -239,6 +265,19 @@ class RunScreen(Screen[None]):
                 self._send("finish", what="finish")
 
         self.app.push_screen(ConfirmDialog(f"End {self.path.name} as finished?", yes="Finish"), confirmed)
+
+    def action_note(self) -> None:
+        def send(note: str | None) -> None:
+            if note:
+                self._send("note", text=note, what="note")
+
+        self.app.push_screen(TextPrompt("A note for the analyst's next prompt", placeholder="your note"), send)
+
+    def action_ledger(self) -> None:
+        self.app.push_screen(LedgerScreen(self.path))
+
+    def action_search(self) -> None:
+        self.query_one(ReportView).open_search()
 
     def action_follow(self) -> None:
         tree = self.query_one(AgentTree)

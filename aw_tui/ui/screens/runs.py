@@ -1,38 +1,42 @@
-"""The runs list: every run under the watched roots, newest first; `/` filters, Enter opens."""
+"""The runs list: every run under the watched roots, newest first; `/` filters, Enter opens, `L` shows a ledger,
+space marks runs and `c` compares the marked runs' ledgers side by side."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from aw_tui.model.formatting import format_age, format_cost
-from aw_tui.store.discovery import RunListing, discover_runs
+from aw_tui.ui.actions import bindings
 from aw_tui.ui.messages import RunsChanged
 
+if TYPE_CHECKING:
+    from aw_tui.store.discovery import RunListing
+
 LIVENESS_STYLE = {"live": "bold green", "orphaned": "yellow", "ended": "dim", "read-only": "cyan", "unreadable": "red"}
+MARK = "●"
 STATE_STYLE = {"FINISHED": "green", "ABORTED": "red", "FAILED": "bold red", "BLOCKED_NEEDS_OPERATOR": "yellow",
                "WAITING_FOR_OPERATOR": "yellow", "DONE_NEEDS_OPERATOR_CONFIRMATION": "yellow"}  # fmt: skip
 
 
 class RunsScreen(Screen[None]):
-    BINDINGS = [
-        Binding("slash", "filter", "Filter", id="runs.filter"),
-        Binding("escape", "clear_filter", "Clear filter", show=False, id="runs.clear_filter"),
-        Binding("enter", "open_run", "Open", id="runs.open"),
-        Binding("r", "reload", "Reload", id="runs.reload"),
-    ]
+    SCREEN_PANES = ("runs",)
+    BINDINGS = bindings(*SCREEN_PANES)
 
     def __init__(self, roots: list[Path]) -> None:
         super().__init__()
         self.roots = roots
         self.listings: list[RunListing] = []
         self.filter_text = ""
+        self._stale = False
+        # Marked run paths in the order they were marked: the first marked is the comparison's baseline.
+        self.marked: dict[str, None] = {}
         self._behind = False
         self._discovering = False
 
@@ -45,6 +49,7 @@ class RunsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
+        table.add_column(" ", key="mark")
         for label, key in (("Run", "run"), ("State", "state"), ("Age", "age"), ("Analyst", "analyst"),
                            ("Worker", "worker"), ("Gates", "gates"), ("Lease", "lease")):  # fmt: skip
             table.add_column(label, key=key)
@@ -59,6 +64,8 @@ class RunsScreen(Screen[None]):
     @work(group="discover")
     async def _discover(self) -> None:
         import asyncio
+
+        from aw_tui.store.discovery import discover_runs  # here, not at the top: it is off the first frame's path
 
         # A burst of changes during a scan costs one more scan, not one per change.
         self._discovering = True
@@ -77,7 +84,7 @@ class RunsScreen(Screen[None]):
         now = self.app.now()  # type: ignore[attr-defined]
         shown = [item for item in self.listings if self._matches(item)]
         for item in shown:
-            table.add_row(*self._cells(item, now), key=str(item.path))
+            table.add_row(self._mark_cell(str(item.path)), *self._cells(item, now), key=str(item.path))
         if selected is not None:
             keys = [str(item.path) for item in shown]
             if selected in keys:
@@ -90,7 +97,20 @@ class RunsScreen(Screen[None]):
             empty.update(f"No run matches {self.filter_text!r}.")
         else:
             empty.update("")
-        self.sub_title = f"{len(shown)} of {len(self.listings)} runs" if self.filter_text else f"{len(shown)} runs"
+        self._show_counts(len(shown))
+
+    def _show_counts(self, shown: int) -> None:
+        counts = f"{shown} of {len(self.listings)} runs" if self.filter_text else f"{shown} runs"
+        marked = len(self._marked_listings())
+        self.sub_title = counts + (f", {marked} marked" if marked else "")
+
+    def _mark_cell(self, key: str) -> Text:
+        return Text(MARK if key in self.marked else " ", style="bold magenta")
+
+    def _marked_listings(self) -> list[RunListing]:
+        # Marks outlive a filter (a hidden run stays marked) but not the run itself.
+        by_key = {str(item.path): item for item in self.listings}
+        return [by_key[key] for key in self.marked if key in by_key]
 
     def _cells(self, item: RunListing, now) -> list[Text]:
         summary = item.summary
@@ -157,8 +177,51 @@ class RunsScreen(Screen[None]):
     def _row_selected(self, event: DataTable.RowSelected) -> None:
         self.app.open_run(Path(event.row_key.value))  # type: ignore[attr-defined,arg-type]
 
+    def action_toggle_mark(self) -> None:
+        key = self._selected_key()
+        if key is None:
+            return
+        if key in self.marked:
+            del self.marked[key]
+        else:
+            self.marked[key] = None
+        self.query_one(DataTable).update_cell(key, "mark", self._mark_cell(key))
+        self._show_counts(self.query_one(DataTable).row_count)
+
+    def action_compare(self) -> None:
+        marked = self._marked_listings()
+        readable = [item for item in marked if item.summary is not None]
+        if len(readable) < 2:
+            unreadable = len(marked) - len(readable)
+            why = f" ({unreadable} of them unreadable)" if unreadable else ""
+            self.notify(f"{len(marked)} run{'s' if len(marked) != 1 else ''} marked{why}: mark two or more "
+                        "readable runs with space, then press c", severity="warning", title="Compare")  # fmt: skip
+            return
+        if len(readable) < len(marked):
+            self.notify(f"left out {len(marked) - len(readable)} unreadable marked run(s)", severity="warning")
+        from aw_tui.ui.screens.ledger import CompareScreen
+
+        self.app.push_screen(CompareScreen([item.path for item in readable]))
+
+    def action_ledger(self) -> None:
+        key = self._selected_key()
+        if key is not None:
+            from aw_tui.ui.screens.ledger import LedgerScreen
+
+            self.app.push_screen(LedgerScreen(Path(key)))
+
     def action_reload(self) -> None:
         self.reload()
 
     def on_runs_changed(self, message: RunsChanged) -> None:
+        if not self.is_current:
+            # Hidden under a run screen: rescanning every run on each event of the open run costs that screen
+            # frames; the list catches up once when it is shown again.
+            self._stale = True
+            return
         self.reload()
+
+    def on_screen_resume(self) -> None:
+        if self._stale:
+            self._stale = False
+            self.reload()

@@ -28,6 +28,8 @@ def gate_line(gate: Gate, now: datetime) -> Text:
 
 
 class GateQueue(Vertical):
+    ACTION_PANES = ("gate",)
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.gates: list[Gate] = []

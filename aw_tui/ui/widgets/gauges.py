@@ -1,5 +1,5 @@
 """Per-role gauges: tokens in/out/cache, cost and share of the run's cost, context fill against the compaction
-threshold, budget fill when a budget is set."""
+threshold, budget fill when a budget is set, and sparklines of cost per step over the run (per role and in all)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from aw_tui.model.formatting import format_cost, format_tokens
+from aw_tui.model.formatting import format_cost, format_tokens, sparkline
 from aw_tui.model.ledger import compaction_threshold, role_label, role_sort_key
 from aw_tui.model.state import RunState
+
+SPARK_WIDTH = 16  # steps shown in a role's sparkline (the latest ones)
+
 
 def bar(fraction: float, width: int = 12) -> Text:
     fraction = max(0.0, min(1.0, fraction))
@@ -25,7 +28,8 @@ class Gauges(Static):
         total = ledger.total
         table = Table(box=None, pad_edge=False, expand=True, show_header=True, header_style="bold")
         for column, justify in (("Role", "left"), ("In", "right"), ("Out", "right"), ("Cache", "right"),
-                                ("Cost", "right"), ("Share", "right"), ("Context", "left")):  # fmt: skip
+                                ("Cost", "right"), ("Share", "right"), ("Context", "left"),
+                                ("Cost per step", "left")):  # fmt: skip
             table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         for role in sorted(by_role, key=role_sort_key):
             usage = by_role[role]
@@ -34,8 +38,13 @@ class Gauges(Static):
                 role_label(role), format_tokens(usage.input), format_tokens(usage.output),
                 format_tokens(usage.cache_read), format_cost(usage.cost, usage.cost_known), share,
                 self._context_fill(state, role),
+                Text(sparkline([s.usage.cost for s in ledger.steps if s.role == role], SPARK_WIDTH), style="cyan"),
             )  # fmt: skip
         lines: list[Table | Text] = [table]
+        if ledger.steps:
+            costs = [step.usage.cost for step in ledger.steps]
+            lines.append(Text.assemble("Run cost per step  ", (sparkline(costs, 40), "cyan"),
+                                       f"  {len(costs)} step{'s' if len(costs) != 1 else ''}, {format_cost(total.cost, total.cost_known)}"))  # fmt: skip
         budget = state.settings.get("budget") if isinstance(state.settings.get("budget"), dict) else {}
         if budget and budget.get("max_cost_usd"):
             cap = float(budget["max_cost_usd"])
@@ -51,13 +60,20 @@ class Gauges(Static):
 
     @staticmethod
     def _context_fill(state: RunState, role: str) -> Text:
-        agents = [a for a in state.agents.values() if a.role == role and a.context_tokens]
-        if not agents:
+        """The role's latest context size against its compaction threshold: from the agent running now, else
+        from its last step (which also knows the model's window)."""
+        tokens, window = None, None
+        for step in state.ledger.steps:
+            if step.role == role and step.context_tokens:
+                tokens, window = step.context_tokens, step.context_window
+        running = [a for a in state.agents.values() if a.role == role and a.status == "running" and a.context_tokens]
+        if running:
+            tokens = running[-1].context_tokens
+        if not tokens:
             return Text("–", style="dim")
-        latest = agents[-1]
         settings = state.settings.get(role) if isinstance(state.settings.get(role), dict) else {}
         limit = settings.get("context_limit") if settings else None
-        if not limit:
-            return Text(format_tokens(latest.context_tokens or 0), style="dim")
-        threshold = compaction_threshold(int(limit), None) or 1
-        return bar((latest.context_tokens or 0) / threshold, width=8)
+        threshold = compaction_threshold(int(limit) if limit else None, window)
+        if not threshold:
+            return Text(format_tokens(tokens), style="dim")
+        return bar(tokens / threshold, width=8)

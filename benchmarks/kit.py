@@ -1,0 +1,33 @@
+"""Shared by the benchmark scripts: the result table and timing a whole command.
+
+Each script's `measure()` returns rows {figure, value, unit, target, met}; `print_table` prints them. A target is
+an upper bound, except for rates (a unit ending in "/s"), where it is a lower bound.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+
+def print_table(rows: list[dict]) -> None:
+    width = max(len(r["figure"]) for r in rows)
+    print(f"{'figure':<{width}}  {'value':>14}  {'target':>12}  met")
+    for r in rows:
+        unit = f" {r['unit']}" if r["unit"] else ""
+        value = f"{r['value']:,.2f}{unit}" if abs(r["value"]) < 100 else f"{r['value']:,.0f}{unit}"
+        bound = ">=" if str(r["unit"]).endswith("/s") else "<="
+        target = "" if r["target"] is None else f"{bound} {r['target']:,g}"
+        met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
+        print(f"{r['figure']:<{width}}  {value:>14}  {target:>12}  {met}")
+
+
+def wall_s(argv: list[str], *, cwd: Path, env: dict[str, str]) -> float:
+    """Seconds a command takes from start to exit; a failing command raises with the end of its output."""
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return elapsed
