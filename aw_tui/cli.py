@@ -798,6 +798,12 @@ def _drive_workflow(writer: Any, loaded: Any, settings: dict[str, Any], roles: A
           f"{format_cost(stats.cost, stats.cost_known)}")  # fmt: skip
     if outcome.result_path is not None:
         text = outcome.result_path.read_text(encoding="utf-8")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        if isinstance(value, str):
+            text = value  # a text result (a report) reads better as the text than as a JSON string
         shown = text if len(text) <= 4000 else text[:4000] + "\n…"
         print(f"result ({outcome.result_path}):\n{shown}", end="" if shown.endswith("\n") else "\n")
     if outcome.state == "FINISHED":

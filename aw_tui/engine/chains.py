@@ -236,7 +236,7 @@ class _Phase:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.runtime.hooks.emit(ev.PhaseFinished(id=self.id, status=self.status))  # type: ignore[arg-type]
+        self.runtime.hooks.emit(ev.PhaseFinished(id=self.id, title=self.title, status=self.status))  # type: ignore[arg-type]
 
 
 async def run_pipeline(

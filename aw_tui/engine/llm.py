@@ -19,7 +19,8 @@ Public API
 - `to_api_message(message)`: a `Completion.message` (or any chat message) -> the OpenAI shape litellm takes;
   `complete()` applies it to every message, so a loop can append `Completion.message` to its history as is.
 - `context_window(model)`: the model's input window from litellm's map, or None.
-- `load_litellm()`: the one place litellm is imported (the scripted provider gets it from here).
+- `load_litellm()`: the one place litellm is imported (the scripted provider gets it from here). Thread-safe; it
+  also does the imports litellm would otherwise do on its first call (about 0.5 s), so call it off the event loop.
 
 Facts this relies on (litellm 1.106.2, see reference/engine-anchors.md §1):
 - Usage: litellm normalises `prompt_tokens` to include cache reads and cache writes (Anthropic style), so the
@@ -30,6 +31,11 @@ Facts this relies on (litellm 1.106.2, see reference/engine-anchors.md §1):
 - Several failures arrive disguised as a 500 `InternalServerError` (a refused connection, missing OpenAI
   credentials); the exception chain (`__cause__`/`__context__`) tells them apart.
 - `tools=` makes litellm import its MCP gateway unless `_skip_mcp_handler=True` is passed; we always pass it.
+- Every call also builds a logging payload and queues an async success handler for litellm's callbacks (about a
+  sixth of a scripted call's CPU). aw-tui registers none, so while nobody else has, `complete()` turns that off
+  (`_litellm_logging_off`). The response cost is not part of it: litellm puts it in `_hidden_params` first.
+- litellm's first call imports more of itself: tiktoken's cl100k encoding (every provider's handler is given it;
+  litellm ships the file, nothing is downloaded) and its proxy's file-id types. `load_litellm` does them.
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ import json
 import os
 import random
 import re
+import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import ModuleType
@@ -63,19 +72,107 @@ THINKING_LEVELS: tuple[str, ...] = get_args(ThinkingLevel)
 _EFFORT_LADDER: tuple[str, ...] = ("minimal", "low", "medium", "high", "xhigh")
 
 _litellm: ModuleType | None = None
+_load_lock = threading.Lock()
+# litellm's flag for its own nested calls (`_litellm_logging_off`); None when this litellm has none.
+_internal_call_flag: ContextVar[bool] | None = None
 
 
 def load_litellm() -> ModuleType:
-    """Import litellm once: offline price map, no debug prints on stdout (they would tear a Textual screen)."""
-    global _litellm
-    if _litellm is None:
-        # Otherwise litellm downloads its price map from GitHub at import time.
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        import litellm
+    """Import litellm once: offline price map, no debug prints on stdout (they would tear a Textual screen), and
+    litellm's first-call imports done now (`_warm_up`). Many first calls may ask at once, from several threads."""
+    global _litellm, _internal_call_flag
+    if _litellm is not None:
+        return _litellm
+    with _load_lock:
+        if _litellm is None:
+            # Otherwise litellm downloads its price map from GitHub at import time.
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            import litellm
 
-        litellm.suppress_debug_info = True
-        _litellm = litellm
+            litellm.suppress_debug_info = True
+            _internal_call_flag = _find_internal_call_flag()
+            _warm_up(litellm)
+            _litellm = litellm
     return _litellm
+
+
+# A model every litellm of the pinned range prices; the warm-up call never reaches it (mock_response).
+_WARM_UP_MODEL = "gpt-4o-mini"
+
+
+def _warm_up(litellm: ModuleType) -> None:
+    """Make litellm's first-call imports now, so that no model call pays for them (nor, in an app, its loop).
+
+    Two steps, both offline: `litellm.encoding` loads tiktoken's cl100k encoding from the copy litellm ships
+    (skipped when CUSTOM_TIKTOKEN_CACHE_DIR points tiktoken elsewhere, where it might download), and one
+    `mock_response` completion runs litellm's request path (parameter mapping, the proxy's file-id types, provider
+    configs) without a provider, and without logging. Best effort: if either fails, the first call pays as before.
+    """
+    if not os.environ.get("CUSTOM_TIKTOKEN_CACHE_DIR"):
+        try:
+            litellm.encoding  # noqa: B018 - the attribute's first read is the import
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        with _litellm_logging_off(litellm, force=True):
+            litellm.completion(
+                model=_WARM_UP_MODEL,
+                messages=[{"role": "user", "content": "warm up"}],
+                mock_response="ok",
+                num_retries=0,
+            )
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _find_internal_call_flag() -> ContextVar[bool] | None:
+    """litellm's `is_internal_call` context variable, or None if this litellm has no such thing.
+
+    PRIVATE litellm API (litellm/_internal_context.py, 1.83 to 1.106 at least). litellm sets it around the nested
+    calls it makes itself; while it is True, the `@client` wrapper of `acompletion` neither queues the async
+    success handler (the standard logging payload, the callbacks) nor runs the failure handlers, and skips the
+    proxy's budget bookkeeping. It still computes the response cost into `_hidden_params` (that happens before
+    the logging is dispatched) and still maps, annotates and raises exceptions. If litellm drops or renames it,
+    this returns None and calls log as before (slower, same results);
+    tests/engine/test_llm.py::test_litellm_logging_can_still_be_turned_off fails to say so.
+    """
+    try:
+        from litellm._internal_context import is_internal_call
+    except ImportError:
+        return None
+    return is_internal_call if isinstance(is_internal_call, ContextVar) else None
+
+
+# Where litellm keeps callbacks; a non-empty one means someone wants litellm's logging.
+_CALLBACK_LISTS = ("callbacks", "input_callback", "success_callback", "failure_callback", "service_callback",
+                   "_async_input_callback", "_async_success_callback", "_async_failure_callback")  # fmt: skip
+
+
+def _litellm_logs_for_someone(litellm: ModuleType, kwargs: Mapping[str, Any] | None = None) -> bool:
+    """True if litellm's logging has a reader: a registered callback, a per-call one, or a litellm budget (its
+    spend is tallied by the success handler)."""
+    if getattr(litellm, "max_budget", None):
+        return True
+    if any(getattr(litellm, name, None) for name in _CALLBACK_LISTS):
+        return True
+    return any(key.endswith(("callback", "callbacks")) and value for key, value in (kwargs or {}).items())
+
+
+@contextmanager
+def _litellm_logging_off(
+    litellm: ModuleType, kwargs: Mapping[str, Any] | None = None, *, force: bool = False
+) -> Iterator[None]:
+    """Within the block (this task or thread only), litellm calls skip their logging, unless it has a reader;
+    `force` skips it even then (the warm-up call is nobody's business). Does nothing without litellm's flag."""
+    flag = _internal_call_flag
+    if flag is None or (not force and _litellm_logs_for_someone(litellm, kwargs)):
+        yield
+        return
+    token = flag.set(True)
+    try:
+        yield
+    finally:
+        flag.reset(token)
 
 
 async def _load_litellm_off_loop() -> ModuleType:
@@ -662,7 +759,8 @@ async def complete(
         billed: Usage | None = None
         try:
             async with asyncio.timeout(policy.timeout_s):
-                response = await litellm.acompletion(**kwargs)
+                with _litellm_logging_off(litellm, kwargs):
+                    response = await litellm.acompletion(**kwargs)
             billed = _usage(litellm, response, model)
             message, finish_reason = _assistant_message(response)
         except Exception as exc:  # noqa: BLE001 - every failure is classified and reported

@@ -486,7 +486,7 @@ class Workflow:
             previous_id, status = self._phases[self._phase]
             if status == "active":
                 self._phases[self._phase] = (previous_id, "done")
-                events.append(ev.PhaseFinished(id=previous_id, status="done"))
+                events.append(ev.PhaseFinished(id=previous_id, title=self._phase, status="done"))
         events.extend(self._start_phase(title))
         self._phase = title
         self._batcher.emit(*events)
@@ -505,10 +505,11 @@ class Workflow:
         events: list[ev.Event] = []
         for title, (phase_id, status) in list(self._phases.items()):
             if status == "active":
-                events.append(ev.PhaseFinished(id=phase_id, status="done" if ok or title != self._phase else "failed"))
+                events.append(ev.PhaseFinished(id=phase_id, title=title,
+                                               status="done" if ok or title != self._phase else "failed"))  # fmt: skip
                 self._phases[title] = (phase_id, "done")
             elif status == "pending" and ok:
-                events.append(ev.PhaseFinished(id=phase_id, status="skipped"))
+                events.append(ev.PhaseFinished(id=phase_id, title=title, status="skipped"))
                 self._phases[title] = (phase_id, "skipped")
         if events:
             self._batcher.emit(*events)

@@ -35,7 +35,7 @@ def describe_event(event: ev.Event) -> tuple[str, str]:
     if isinstance(e, ev.PhaseDeclared):
         return "quiet", f"phase {e.title} declared"
     if isinstance(e, ev.PhaseFinished):
-        return "info", f"phase {e.id} {e.status}"
+        return "info", f"phase {e.title or e.id} {e.status}"
     if isinstance(e, ev.AgentStarted):
         label = f" ({_clip(e.label, 60)})" if e.label else ""
         return "info", f"{e.id} started: {e.role} on {e.model}{label}"

@@ -107,6 +107,7 @@ class PhaseDeclared(_Event):
 class PhaseFinished(_Event):
     type: Literal["phase.finished"] = "phase.finished"
     id: str
+    title: str = ""  # for readers of the log alone (headless lines); the tree takes the title from phase.started
     status: Literal["done", "failed", "skipped"] = "done"
 
 

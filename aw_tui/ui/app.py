@@ -73,6 +73,13 @@ class AwTuiApp(App[int]):
         self.push_screen(RunsScreen(self.roots))
         if self.open_path is not None:
             self.open_run(self.open_path)
+
+    def on_ready(self) -> None:
+        # After the first frame: scanning the runs, watching them and starting an engine all compete with
+        # drawing it, and none of them is needed to draw it.
+        for screen in self.screen_stack:
+            if isinstance(screen, RunsScreen):
+                screen.reload()
         if self.watch_enabled:
             self.run_worker(self._watch(), group="watcher", exit_on_error=False)
         if self._start_engine is not None:

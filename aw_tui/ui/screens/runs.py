@@ -51,10 +51,10 @@ class RunsScreen(Screen[None]):
         table = self.query_one(DataTable)
         table.add_column(" ", key="mark")
         for label, key in (("Run", "run"), ("State", "state"), ("Age", "age"), ("Analyst", "analyst"),
-                           ("Worker", "worker"), ("Gates", "gates"), ("Lease", "lease")):  # fmt: skip
+                           ("Worker", "worker"), ("Other", "other"), ("Gates", "gates"), ("Lease", "lease")):  # fmt: skip
             table.add_column(label, key=key)
         table.focus()
-        self.reload()
+        self.query_one("#runs-empty", Static).update("Reading the runs…")  # the app starts the scan once drawn
 
     def reload(self) -> None:
         self._behind = True
@@ -115,11 +115,16 @@ class RunsScreen(Screen[None]):
     def _cells(self, item: RunListing, now) -> list[Text]:
         summary = item.summary
         if summary is None:
-            return [Text(item.name), Text("unreadable", style="red"), Text("–"), Text("–"), Text("–"), Text("–"),
+            return [Text(item.name), Text("unreadable", style="red"), *[Text("–")] * 5,
                     Text(item.error or item.liveness, style="red")]  # fmt: skip
         state = summary.state + (" (PAUSED)" if summary.paused else "")
         age = format_age((now - summary.created_at).total_seconds()) if summary.created_at else "–"
         analyst, worker = summary.cost_of("analyst"), summary.cost_of("worker")
+        # Every other role (workflow agents, delegates, compaction under no role) in one column.
+        others = [cost for role, cost in summary.costs.items() if role not in ("analyst", "worker")]
+        other_cost = sum(cost.cost for cost in others)
+        other = (Text(format_cost(other_cost, all(cost.cost_known for cost in others)), justify="right") if others
+                 else Text("–", style="dim", justify="right"))  # fmt: skip
         gates = Text(str(summary.open_gates), style="bold yellow") if summary.open_gates else Text("–", style="dim")
         return [
             Text(item.name),
@@ -127,6 +132,7 @@ class RunsScreen(Screen[None]):
             Text(age, justify="right"),
             Text(format_cost(analyst.cost, analyst.cost_known), justify="right"),
             Text(format_cost(worker.cost, worker.cost_known), justify="right"),
+            other,
             gates,
             Text(item.liveness, style=LIVENESS_STYLE.get(item.liveness, "")),
         ]

@@ -38,8 +38,9 @@ ROOT_KEY = ""  # the key of the (hidden) root in `_phase_slots`
 def agent_label(agent: AgentNode, now: datetime, elapsed: str | None = None) -> Text:
     mark, style = STATUS_MARK.get(agent.status, ("?", ""))
     text = Text.assemble((f"{mark} ", style), (agent.label or agent.id, "bold" if agent.status == "running" else ""))
-    model = agent.model.split("/", 1)[-1]
-    text.append(f"  [{model}]", style="cyan")
+    provider, _, model = agent.model.rpartition("/")
+    # A scripted model is named after the script role it plays (often the label itself): the badge says "scripted".
+    text.append(f"  [{'scripted' if provider.startswith('scripted') else model}]", style="cyan")
     tokens = agent.usage.input + agent.usage.cache_read + agent.usage.output
     text.append(f"  {format_tokens(tokens)} tok", style="dim")
     if agent.tool_count or agent.tools_running:

@@ -33,6 +33,7 @@ class GateQueue(Vertical):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.gates: list[Gate] = []
+        self._shown_lines: list[tuple[str, str]] | None = None
 
     def compose(self) -> ComposeResult:
         yield OptionList(id="gate-list")
@@ -41,10 +42,16 @@ class GateQueue(Vertical):
 
     def update_gates(self, gates: list[Gate], now: datetime) -> None:
         options = self.query_one(OptionList)
+        lines = [gate_line(g, now) for g in gates]
+        shown = [(g.id, line.markup) for g, line in zip(gates, lines)]
+        if shown == self._shown_lines:
+            self.gates = gates
+            return  # the same gates, the same waiting times: nothing to redraw
+        self._shown_lines = shown
         selected = self.selected.id if self.selected else None
         self.gates = gates
         options.clear_options()
-        options.add_options([Option(gate_line(g, now), id=g.id) for g in gates])
+        options.add_options([Option(line, id=g.id) for g, line in zip(gates, lines)])
         self.border_title = f"Gates ({len(gates)} open)" if gates else "Gates (none open)"
         if gates:
             ids = [g.id for g in gates]

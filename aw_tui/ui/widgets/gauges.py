@@ -22,8 +22,17 @@ def bar(fraction: float, width: int = 12) -> Text:
 
 
 class Gauges(Static):
+    _shown_inputs: tuple[object, ...] = ()
+
     def update_state(self, state: RunState) -> None:
+        # What the gauges are drawn from; unchanged (most events of a live run), the redraw and its layout pass
+        # are skipped.
         ledger = state.ledger
+        running = tuple((a.role, a.context_tokens) for a in state.agents.values() if a.status == "running")
+        inputs = (len(ledger.steps), tuple(ledger.usage.items()), state.settings, running)
+        if inputs == self._shown_inputs:
+            return
+        self._shown_inputs = inputs
         by_role = ledger.by_role()
         total = ledger.total
         table = Table(box=None, pad_edge=False, expand=True, show_header=True, header_style="bold")

@@ -47,6 +47,7 @@ class ReportView(Vertical):
         self.query_text = ""
         self.matches: list[int] = []
         self.current = 0
+        self._shown_key: tuple[object, ...] | None = None  # what the body shows now, to skip redrawing it
 
     def compose(self):
         yield Input(placeholder="search the report (enter: next match, escape: done)", id="report-search",
@@ -56,11 +57,11 @@ class ReportView(Vertical):
 
     async def show(self, paths: RunPaths, relative: str | None, title: str, placeholder: str | None = None) -> None:
         self.border_title = title
-        body = self.query_one("#report-body", Static)
         scroll = self.query_one("#report-scroll", VerticalScroll)
         if relative is None:
             self.path, self._text = None, ""
-            body.update(Text(placeholder or self.placeholder, style="dim"))
+            message = placeholder or self.placeholder
+            self._update_body(("placeholder", message), lambda: Text(message, style="dim"))
             self._update_matches()
             return
         if relative != self.path:
@@ -71,7 +72,8 @@ class ReportView(Vertical):
                 text = await asyncio.to_thread(read_step_report, paths, relative)
             except RunError as error:
                 self.path, self._text = None, ""
-                body.update(Text(str(error), style="red"))
+                problem = str(error)
+                self._update_body(("error", problem), lambda: Text(problem, style="red"))
                 return
             self._cache[relative] = text
         self.path, self._text = relative, text
@@ -85,20 +87,29 @@ class ReportView(Vertical):
         self.path, self._text = key, text
         self._render_body()
 
+    def _update_body(self, key: tuple[object, ...], render) -> bool:
+        """Redraw the body only when what it shows changed: a live run refreshes this pane on every event, and
+        each redraw costs a layout pass."""
+        if key == self._shown_key:
+            return False
+        self._shown_key = key
+        self.query_one("#report-body", Static).update(render())
+        return True
+
     def _render_body(self) -> None:
-        body = self.query_one("#report-body", Static)
         if self.path is None:
             return
+        shown = (self.path, len(self._text))
         if self.query_text:
             self._update_matches()
-            body.update(self._highlighted())
-            self.call_after_refresh(self._scroll_to_current)
+            if self._update_body(("search", *shown, self.query_text, self.current), self._highlighted):
+                self.call_after_refresh(self._scroll_to_current)
             return
         self.border_subtitle = ""
         text = self._text
         if not self.show_transcript and TRANSCRIPT_HEADING in text:
             text = text.split(TRANSCRIPT_HEADING, 1)[0] + "\n\n*(transcript hidden: press t)*\n"
-        body.update(Markdown(text))
+        self._update_body(("report", *shown, self.show_transcript), lambda: Markdown(text))
 
     # --- search --------------------------------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ from aw_tui.model.state import RunState
 
 
 class StatusLine(Static):
+    _shown_markup = ""
+
     def show(self, name: str, state: RunState, lease: str, now: datetime) -> None:
         text = Text.assemble((name, "bold"), "  ", (state.state, "bold cyan"))
         if state.paused:
@@ -26,4 +28,6 @@ class StatusLine(Static):
                         style="dim")  # fmt: skip
         if state.malformed_lines or state.problems:
             text.append(f"  {len(state.problems)} problem(s)", style="yellow")
-        self.update(text)
+        if text.markup != self._shown_markup:  # it is refreshed every second and on every event: redraw on change
+            self._shown_markup = text.markup
+            self.update(text)
