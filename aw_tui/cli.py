@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("destination", metavar="DEST", nargs="?", default=None, help="default: <runs root>/archive/...")
 
     _add_workflow_parser(sub)
+    _add_agents_parser(sub)
     config = sub.add_parser("config", help="show the config files and the effective settings")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
     p = config_sub.add_parser("set", help="write one setting to the project's (or with --global the user's) file")
@@ -813,6 +814,123 @@ def _drive_workflow(writer: Any, loaded: Any, settings: dict[str, Any], roles: A
     return EXIT_FAILURE
 
 
+# --- agent definitions ----------------------------------------------------------------------------------------------
+
+_SOURCE_NAMES = {"builtin": "built-in", "user": "user", "project": "project"}
+
+
+def _add_agents_parser(sub: Any) -> None:
+    help_workspace = "the project whose .aw-tui/agents/ is read (default: .)"
+    agents = sub.add_parser("agents", help="list the agent definitions (project, user, built-in) and malformed files")
+    agents.add_argument("--workspace", type=Path, default=None, metavar="DIR", help=help_workspace)
+    agents.add_argument("--json", action="store_true", help="print them as JSON")
+    actions = agents.add_subparsers(dest="agents_command", metavar="ACTION", parser_class=_Parser)
+    p = actions.add_parser("show", help="print one agent definition with its whole prompt")
+    p.add_argument("name", metavar="NAME", help="the agent's name (see aw-tui agents)")
+    # SUPPRESS: given before `show`, the option keeps its value instead of this parser's default.
+    p.add_argument("--workspace", type=Path, default=argparse.SUPPRESS, metavar="DIR", help=help_workspace)
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print it as JSON")
+
+
+def _agent_json(definition: Any, *, overrides: list[str], prompt: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": definition.name, "source": _SOURCE_NAMES[definition.source],
+        "path": str(definition.path) if definition.path else None, "model": definition.model,
+        "thinking": definition.thinking, "tools": list(definition.tools) if definition.tools is not None else None,
+        "connector": definition.connector, "description": definition.description, "overrides": overrides,
+    }  # fmt: skip
+    if prompt:
+        data["prompt"] = definition.prompt
+    return data
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    from aw_tui.engine.agentdefs import (
+        BUILTIN_AGENTS, UnknownAgent, load_agent_definitions, load_agent_dir, project_agents_dir, user_agents_dir,
+    )  # fmt: skip
+
+    workspace = Path(args.workspace or Path.cwd()).expanduser()
+    if not workspace.is_dir():
+        raise CliFailure(f"the workspace {workspace} does not exist or is not a directory")
+    project_dir, user_dir = project_agents_dir(workspace), user_agents_dir()
+    catalog = load_agent_definitions(workspace)
+    # Which lower layers each name replaces (a project's `scout` over the built-in one, say).
+    layers = {"built-in": {d.name for d in BUILTIN_AGENTS},
+              "user": {d.name for d in load_agent_dir(user_dir, "user")[0]}}  # fmt: skip
+    order = ["built-in", "user", "project"]
+
+    def overrides(definition: Any) -> list[str]:
+        below = order[: order.index(_SOURCE_NAMES[definition.source])]
+        return [layer for layer in below if definition.name in layers.get(layer, set())]
+
+    if args.agents_command == "show":
+        definition = catalog.get(args.name)
+        if definition is None:
+            raise CliFailure(str(UnknownAgent(args.name, catalog.names())))
+        if args.json:
+            print(json.dumps(_agent_json(definition, overrides=overrides(definition), prompt=True), indent=2))
+            return EXIT_OK
+        _show_agent(definition, overrides(definition), workspace)
+        return EXIT_OK
+    definitions = [catalog.agents[name] for name in catalog.names()]
+    if args.json:
+        print(json.dumps({
+            "workspace": str(workspace.resolve()), "project_dir": str(project_dir), "user_dir": str(user_dir),
+            "agents": [_agent_json(d, overrides=overrides(d), prompt=False) for d in definitions],
+            "problems": [{"path": str(p.path), "problem": p.reason} for p in catalog.problems],
+        }, indent=2))  # fmt: skip
+        return EXIT_OK
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"Project agents  {escape(str(project_dir))}\nUser agents     {escape(str(user_dir))}\n")
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("Name", "Source", "Model", "Thinking", "Tools", "Description"):
+        table.add_column(column)
+    for d in definitions:
+        source = _SOURCE_NAMES[d.source]
+        over = overrides(d)
+        if over:
+            source += f" [dim](over {', '.join(over)})[/]"
+        table.add_row(escape(d.name), source, escape(d.model or "inherit"), d.thinking or "–",
+                      escape(_tools_text(d.tools)), escape(d.description))  # fmt: skip
+    console.print(table)
+    if catalog.problems:
+        console.print(f"\n[bold red]Skipped {len(catalog.problems)} malformed file(s):[/]")
+        for problem in catalog.problems:
+            console.print(f"  {escape(str(problem.path))}: {escape(problem.reason)}")
+    return EXIT_OK
+
+
+def _tools_text(tools: Any) -> str:
+    if tools is None:
+        return "all the caller has"
+    return ", ".join(tools) if tools else "none"
+
+
+def _show_agent(definition: Any, overrides: list[str], workspace: Path) -> None:
+    model = definition.model or "inherit (the model of whoever runs it)"
+    if definition.effort:
+        from aw_tui.model.settings import effort_choice
+        from aw_tui.store.config import ConfigError, load_config
+
+        try:
+            choice = effort_choice(load_config(workspace).settings, definition.effort)
+            model += f" (the {definition.effort} effort: {choice.model}, thinking {choice.thinking})"
+        except ConfigError:
+            pass  # the listing does not depend on a usable config
+    source = _SOURCE_NAMES[definition.source] + (f", over {', '.join(overrides)}" if overrides else "")
+    lines = [
+        f"name: {definition.name}", f"description: {definition.description}",
+        f"source: {source}" + (f" ({definition.path})" if definition.path else ""), f"model: {model}",
+        f"thinking: {definition.thinking or 'follows the model choice'}", f"tools: {_tools_text(definition.tools)}",
+    ]  # fmt: skip
+    if definition.connector:
+        lines.append(f"connector: {json.dumps(definition.connector)}")
+    print("\n".join(lines) + "\n\n" + definition.prompt.rstrip())
+
+
 _COMMANDS = {
     "tui": cmd_tui_command,
     "open": cmd_open,
@@ -833,4 +951,5 @@ _COMMANDS = {
     "rebuild": cmd_rebuild,
     "config": cmd_config,
     "workflow": cmd_workflow,
+    "agents": cmd_agents,
 }

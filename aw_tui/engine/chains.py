@@ -193,7 +193,9 @@ class _Tally:
 # --- running -------------------------------------------------------------------------------------------------
 
 
-def _steps(steps: Sequence[PipelineStep | Mapping[str, str] | str]) -> list[PipelineStep]:
+def normalize_steps(steps: Sequence[PipelineStep | Mapping[str, str] | str]) -> list[PipelineStep]:
+    """Pipeline steps given as PipelineStep, {"agent", "task"?, "connector"?} dicts or bare agent names, as
+    PipelineSteps."""
     out = []
     for step in steps:
         if isinstance(step, PipelineStep):
@@ -248,7 +250,7 @@ async def run_pipeline(
     `steps` are PipelineStep, {"agent", "task"?, "connector"?} dicts or bare agent names. Unknown agents raise
     UnknownAgent before anything runs. A failing step stops the pipeline (ok False, stopped_at its index).
     """
-    plan = _steps(steps)
+    plan = normalize_steps(steps)
     if not plan:
         raise ValueError("a pipeline needs at least one step")
     _check_agents(runtime, [step.agent for step in plan], "pipeline")

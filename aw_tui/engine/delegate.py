@@ -62,6 +62,10 @@ Handoff: <only if something important is left for the caller>
 """
 
 
+# (the child's spec, its agent definition or None) -> the spec it runs with
+SpecAdjuster = Callable[[AgentSpec, AgentDefinition | None], AgentSpec]
+
+
 @dataclass(frozen=True)
 class ChildRun:
     """How one child agent's turn went."""
@@ -158,12 +162,15 @@ class SubagentRuntime:
     - `catalog`: agent definitions; loaded from the workspace and the user's config dir on first use, and a
       skipped file is reported as a warning Log event then.
     - `model`/`thinking`: what an agent definition that inherits its model gets (default: the balanced effort).
+    - `adjust_spec(spec, definition)`: a last say over each child's AgentSpec before it runs, inherited by derived
+      runtimes (a workflow on scripted models maps every child to a script role with it).
     """
 
     def __init__(
         self, *, settings: Settings, hooks: AgentHooks, tools: ToolContext, policy: llm.RetryPolicy | None = None,
         catalog: AgentCatalog | None = None, parent: str | None = None, phase: str | None = None, depth: int = 0,
         taken: Callable[[str], bool] | None = None, model: str | None = None, thinking: str | None = None,
+        adjust_spec: SpecAdjuster | None = None,
     ) -> None:  # fmt: skip
         self.settings = settings
         self.hooks = hooks
@@ -174,17 +181,20 @@ class SubagentRuntime:
         self.depth = depth
         self.model = model
         self.thinking = thinking
+        self.adjust_spec = adjust_spec
         self._shared = _Shared(taken=taken, catalog=catalog)
 
     # --- deriving ------------------------------------------------------------------------------------------
 
     def derive(self, *, parent: str | None, phase: str | None = None, depth: int | None = None,
-               tools: ToolContext | None = None, hooks: AgentHooks | None = None) -> SubagentRuntime:  # fmt: skip
+               tools: ToolContext | None = None, hooks: AgentHooks | None = None,
+               adjust_spec: SpecAdjuster | None = None) -> SubagentRuntime:  # fmt: skip
         """A runtime for agents started by `parent` (sharing ids, catalog and settings)."""
         child = SubagentRuntime(
             settings=self.settings, hooks=hooks or self.hooks, tools=tools or self.tools, policy=self.policy,
             parent=parent, phase=self.phase if phase is None else phase,
             depth=self.depth if depth is None else depth, model=self.model, thinking=self.thinking,
+            adjust_spec=adjust_spec or self.adjust_spec,
         )  # fmt: skip
         child._shared = self._shared
         return child
@@ -252,6 +262,8 @@ class SubagentRuntime:
         `depth` deep (default: this runtime's). Failures come back as a ChildRun with ok False; cancellation
         from outside propagates (after the child recorded it). On timeout the child is cancelled and recorded
         as failed with the reason."""
+        if self.adjust_spec is not None:
+            spec = self.adjust_spec(spec, definition)
         watch = _ChildWatch(spec.id, self.hooks.emit)
         hooks = dataclasses.replace(self.hooks, emit=watch.emit)
         tools = self.child_tools(spec.id, definition, depth=self.depth if depth is None else depth, hooks=hooks)

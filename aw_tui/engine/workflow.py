@@ -10,6 +10,9 @@ A workflow file defines `async def workflow(wf, args)`; whatever it returns is t
     wf.log(message)
     wf.budget                           # .total, .spent(), .remaining(): output tokens, like pi-loom's budget
     wf.stats                            # agent_calls, cached_calls, refused_calls, failed_calls, tokens, cost
+    await wf.delegate(task, *, effort=None, agent=None, label=None, timeout_s=None)   # -> report text or None
+    await wf.chain(steps, task, *, title=None)                                         # -> last output or None
+    await wf.loop(agent, task, *, max_iterations=3, judge=None, title=None)            # -> final output or None
 
 Phases can also be declared in the file as a module-level `PHASES = ["Scope", "Research", ...]`; without it, the
 titles of literal `wf.phase("...")` calls are taken from the source, in source order.
@@ -20,6 +23,27 @@ returns the final text. With a pydantic model as `schema` the agent must end by 
 parameters are the model's JSON schema (also when it has tools of its own); arguments that fail validation go back
 to the model. A call that still has no valid answer after `retries` more tries returns None, with a log event
 saying why. `tools` is a tool policy: "read-only" (or True), "all-tools", or None for no tools.
+
+Subagents (engine/delegate.py, engine/chains.py): `delegate` runs a fresh child agent on `task` (effort fast |
+balanced | smart, or an agent definition by name) and returns its final report; `chain` runs named agents one after
+another, each seeing the previous output through `{previous}` (steps as names, {"agent", "task"?, "connector"?}
+dicts or chains.PipelineStep); `loop` runs one named agent up to `max_iterations` times, with a `judge` (a name,
+{"agent", "criteria"} or chains.Judge) whose YES ends it and whose feedback after a NO reaches the next iteration.
+Each gives None when it failed or was refused (an unknown agent or effort, the budget, the cap), with a log event
+saying why. Their agents nest under the current phase (a chain or loop as a phase of its own); a delegate bills
+under the role "delegate", a chain's or loop's agents under their definitions' names. Agent definitions come from
+the workspace's `.aw-tui/agents/`, the user's config dir and the built-ins (scout, worker, reviewer), loaded on
+first use; a malformed file is logged once per run. Settings (tool policy, delegate timeout and depth, effort
+thinking) are the workspace's config; an effort that names no model of its own runs on the workflow's --model.
+Each call is one journal entry (key: kind, phase, label or title, parallel/pipeline path, the task, the options and
+the content of the definitions it uses), so a resume answers it without model calls; a call cut off mid-way (a
+chain at its second step, say) runs again from its start. Each takes one concurrency slot while it runs, its output
+tokens count against the budget, every agent it ran counts toward the cap, and pause and abort reach its agents. In
+wf.stats each counts as one call.
+
+On `--model scripted` each agent plays a script role: agent() the role named like its label (else "workflow"); a
+subagent the first role the script has of `<title>:<agent>` (a chain or loop step, when title= is given), its label
+(delegate's label=), its agent definition's name (a judge: the judge's), its role ("delegate"), else "workflow".
 
 pi-loom's semantics, with its four defects fixed:
 - Journal keys come from a call's structural position (phase, label, the parallel/pipeline path that led to it, an
@@ -52,6 +76,7 @@ import ast
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import hashlib
 import importlib.util
 import inspect
@@ -70,13 +95,19 @@ from pydantic import BaseModel
 
 from aw_tui.engine import llm
 from aw_tui.engine.agent import AgentFailed, AgentHooks, AgentSpec, RespondTool, run_agent
+from aw_tui.engine.agentdefs import AgentDefinition, UnknownAgent, load_agent_definitions
 from aw_tui.engine.background import stop_background
+from aw_tui.engine.chains import Judge, PipelineStep, normalize_steps, run_loop, run_pipeline
+from aw_tui.engine.delegate import DELEGATE_ROLE, SpecAdjuster, SubagentRuntime
+from aw_tui.engine.delegate import delegate as run_delegate
 from aw_tui.engine.journal import Journal, JournalEntry, journal_key, stable_json
+from aw_tui.engine.sandbox import DangerPolicy
 from aw_tui.engine.tools import POLICIES, ToolContext
 from aw_tui.model import events as ev
 from aw_tui.model.commands import Command, judge_command
 from aw_tui.model.formatting import one_line
 from aw_tui.model.ledger import ZERO_USAGE, Usage
+from aw_tui.model.settings import EFFORTS, Settings
 from aw_tui.store.control import BadCommand, ControlReader
 from aw_tui.store.layout import slugify
 from aw_tui.store.run import RunWriter
@@ -312,6 +343,46 @@ class _Call:
     retries: int
 
 
+@dataclass(frozen=True, slots=True)
+class _SubagentCall:
+    key: str
+    agent_id: str  # stands for the call in the tree when it is refused, or answered by the journal without its agents
+    kind: str  # delegate | chain | loop
+    label: str
+    phase: str | None
+    phase_id: str | None
+
+    @property
+    def role(self) -> str:
+        return DELEGATE_ROLE if self.kind == "delegate" else self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class _SubagentOutcome:
+    text: str | None  # None: it failed
+    usage: Usage
+    agents: list[str]  # the ids of the agents it ran
+    error: str | None = None
+
+
+def _definition_json(definition: AgentDefinition) -> dict[str, Any]:
+    """What of an agent definition changes its agents' answers."""
+    return {"name": definition.name, "prompt": definition.prompt, "model": definition.model,
+            "thinking": definition.thinking, "tools": definition.tools, "connector": definition.connector}  # fmt: skip
+
+
+def subagent_settings(base: Settings, model: str | None) -> Settings:
+    """`base` with every delegate effort that names no model of its own on the workflow's `model` (so a run with
+    --model X delegates to X, not to the configured analyst and worker models)."""
+    if not model:
+        return base
+    delegate = base.delegate
+    unset = {f"{effort}_model": model for effort in EFFORTS if getattr(delegate, f"{effort}_model") is None}
+    if not unset:
+        return base
+    return base.model_copy(update={"delegate": delegate.model_copy(update=unset)})
+
+
 _MISS = object()
 
 
@@ -383,6 +454,9 @@ class Workflow:
         done_agents: Iterable[str] = (),
         phases_seen: Mapping[str, tuple[str, str]] | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        settings: Settings | None = None,
+        taken_ids: Iterable[str] = (),
+        logged_before: Iterable[str] = (),
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -416,6 +490,12 @@ class Workflow:
         self._resumed.set()
         self._sleep = sleep
         self.cancel_status: Callable[[], str] = lambda: "interrupted"
+        # Subagents (delegate, chain, loop): settings (None: the config of the workspace, read on first use), ids
+        # earlier executions used, and log messages already in the run (so a problem is logged once per run).
+        self._settings = settings
+        self._taken_ids = frozenset(taken_ids)
+        self._logged = set(logged_before)
+        self._subagent_root: SubagentRuntime | None = None
 
     # --- small API -------------------------------------------------------------------------------------------
 
@@ -553,14 +633,18 @@ class Workflow:
         position = {"phase": phase_title, "label": name, "path": list(_PATH.get())}
         # The model as asked for: "scripted" maps to a role by what the installed script holds, not a new call.
         options = {"model": model or self.model, "thinking": level, "tools": policy}
-        first = journal_key(position, prompt, options, shape)
-        occurrence = self._occurrences.get(first, 0)
-        self._occurrences[first] = occurrence + 1
-        key = first if occurrence == 0 else journal_key(position, prompt, options, shape, occurrence)
+        key = self._key(position, prompt, options, shape)
         return _Call(
             key=key, agent_id=f"wf-{key[:12]}", prompt=prompt, label=name, phase=phase_title, phase_id=phase_id,
             model=resolved, thinking=level, tools=policy, schema=schema, schema_json=shape, retries=retries,
         )  # fmt: skip
+
+    def _key(self, position: Mapping[str, Any], prompt: str, options: Mapping[str, Any], shape: Any) -> str:
+        """The journal key of a call, numbered among identical calls at the same position."""
+        first = journal_key(position, prompt, options, shape)
+        occurrence = self._occurrences.get(first, 0)
+        self._occurrences[first] = occurrence + 1
+        return first if occurrence == 0 else journal_key(position, prompt, options, shape, occurrence)
 
     async def agent(
         self,
@@ -753,6 +837,257 @@ class Workflow:
 
         return await _gather([chain(i, item) for i, item in enumerate(values)])
 
+    # --- subagents: delegate, chain, loop --------------------------------------------------------------------
+
+    async def delegate(
+        self, task: str, *, effort: str | None = None, agent: str | None = None, label: str | None = None,
+        timeout_s: float | None = None,
+    ) -> str | None:  # fmt: skip
+        """A fresh child agent on `task` (engine/delegate.py): its final report, or None when it failed or was
+        refused (a log event says why). `effort` is fast | balanced | smart (default balanced), `agent` an agent
+        definition to run, `timeout_s` overrides `delegate.timeout_s`. The child shows under the current phase and
+        bills under the role "delegate"."""
+        if not isinstance(task, str) or not task.strip():
+            raise ValueError("delegate() needs a non-empty task")
+        name = one_line(label, LABEL_CHARS) if label else ""
+        runtime = self._subagent_runtime()
+        refusal = None
+        definitions: list[AgentDefinition] = []
+        if effort is not None and effort not in EFFORTS:
+            refusal = f"unknown effort {effort!r}; use fast, balanced or smart"
+        elif agent:
+            found = runtime.catalog.get(agent)
+            if found is None:
+                refusal = str(UnknownAgent(agent, runtime.catalog.names()))
+            else:
+                definitions.append(found)
+
+        async def run(child_runtime: SubagentRuntime) -> _SubagentOutcome:
+            result = await run_delegate(task, runtime=child_runtime, effort=effort, agent=agent or None,
+                                        timeout_s=timeout_s, label=name or None)  # fmt: skip
+            child = result.child
+            return _SubagentOutcome(text=result.report if result.ok else None,
+                                    usage=child.usage if child is not None else ZERO_USAGE,
+                                    agents=[child.id] if child is not None else [], error=result.error)  # fmt: skip
+
+        return await self._subagent_call(
+            "delegate", label=name, shown=name or f"delegate: {one_line(task, 50)}", prompt=task,
+            options={"effort": effort, "agent": agent or None}, definitions=definitions, refusal=refusal, run=run,
+        )  # fmt: skip
+
+    async def chain(
+        self, steps: Sequence[PipelineStep | Mapping[str, str] | str], task: str, *, title: str | None = None,
+    ) -> str | None:  # fmt: skip
+        """Named agents one after another, each seeing the previous one's output through `{previous}`
+        (chains.run_pipeline): the last step's output, or None when a step failed (a log event says why)."""
+        if not isinstance(task, str):
+            raise TypeError(f"chain() takes the task as a string, got {type(task).__name__}")
+        plan = normalize_steps(list(steps))
+        if not plan:
+            raise ValueError("chain() needs at least one step")
+        runtime = self._subagent_runtime()
+        unknown = runtime.catalog.first_unknown([step.agent for step in plan])
+        refusal = str(UnknownAgent(unknown, runtime.catalog.names(), "chain")) if unknown is not None else None
+        names = list(dict.fromkeys(step.agent for step in plan))
+        definitions = [] if refusal else [runtime.catalog.require(n) for n in names]
+        label = one_line(title, LABEL_CHARS) if title else ""
+
+        async def run(child_runtime: SubagentRuntime) -> _SubagentOutcome:
+            result = await run_pipeline(plan, task, runtime=child_runtime, title=title,
+                                        timeout_s=child_runtime.settings.delegate.timeout_s)  # fmt: skip
+            return _SubagentOutcome(text=result.final_output if result.ok else None, usage=result.usage,
+                                    agents=[step.run.id for step in result.steps],
+                                    error=None if result.ok else one_line(result.final_output, 300))  # fmt: skip
+
+        return await self._subagent_call(
+            "chain", label=label, shown=label or "chain: " + " → ".join(step.agent for step in plan), prompt=task,
+            options={"steps": [dataclasses.asdict(step) for step in plan]}, definitions=definitions,
+            refusal=refusal, run=run, title=title,
+        )  # fmt: skip
+
+    async def loop(
+        self, agent: str, task: str, *, max_iterations: int = 3, judge: str | Judge | Mapping[str, Any] | None = None,
+        title: str | None = None,
+    ) -> str | None:  # fmt: skip
+        """One named agent up to `max_iterations` times, each time with its earlier outputs (chains.run_loop); a
+        `judge` (an agent name, Judge(agent, criteria) or {"agent", "criteria"}) ends it with YES on its first
+        line, and its feedback after a NO reaches the next iteration. The final output, or None on failure."""
+        if not isinstance(task, str) or not isinstance(agent, str):
+            raise TypeError("loop() takes the agent's name and the task as strings")
+        if not isinstance(max_iterations, int) or max_iterations < 1:
+            raise ValueError(f"max_iterations must be at least 1, got {max_iterations!r}")
+        if isinstance(judge, str):
+            judging: Judge | None = Judge(agent=judge)
+        elif isinstance(judge, Mapping):
+            judging = Judge(agent=str(judge["agent"]), criteria=judge.get("criteria"))
+        else:
+            judging = judge
+        runtime = self._subagent_runtime()
+        names = list(dict.fromkeys([agent] + ([judging.agent] if judging else [])))
+        unknown = runtime.catalog.first_unknown(names)
+        refusal = str(UnknownAgent(unknown, runtime.catalog.names(), "loop")) if unknown is not None else None
+        definitions = [] if refusal else [runtime.catalog.require(n) for n in names]
+        label = one_line(title, LABEL_CHARS) if title else ""
+
+        async def run(child_runtime: SubagentRuntime) -> _SubagentOutcome:
+            result = await run_loop(agent, task, max_iterations, judging, runtime=child_runtime, title=title,
+                                    timeout_s=child_runtime.settings.delegate.timeout_s)  # fmt: skip
+            agents = [one.id for it in result.iterations for one in (it.run, it.judge_run) if one is not None]
+            error = None if result.ok else one_line(result.final_output, 300)
+            return _SubagentOutcome(text=result.final_output if result.ok else None, usage=result.usage,
+                                    agents=agents, error=error)  # fmt: skip
+
+        judged = f", judged by {judging.agent}" if judging else ""
+        return await self._subagent_call(
+            "loop", label=label, shown=label or f"loop: {agent} × {max_iterations}{judged}", prompt=task,
+            options={"agent": agent, "max_iterations": max_iterations,
+                     "judge": dataclasses.asdict(judging) if judging else None},
+            definitions=definitions, refusal=refusal, run=run, title=title,
+        )  # fmt: skip
+
+    def _subagent_runtime(self) -> SubagentRuntime:
+        """The runtime every delegate, chain and loop of this workflow derives from (built on first use: the
+        workspace's settings and agent definitions, whose problems are logged then, once per run)."""
+        if self._subagent_root is None:
+            if self.workspace is None or self.artifacts_dir is None:
+                raise WorkflowError("wf.delegate, wf.chain and wf.loop need a workspace (this workflow has none)")
+            settings = subagent_settings(self._load_settings(), self.model)
+            tools = settings.tools
+            context = ToolContext(
+                workspace=self.workspace, artifacts_dir=self.artifacts_dir, policy=tools.policy,
+                bash_timeout_s=tools.bash_timeout_s,
+                dangerous=DangerPolicy(extra_patterns=tuple(tools.dangerous_patterns),
+                                       allowed_patterns=tuple(tools.allowed_patterns)),
+            )  # fmt: skip
+            catalog = load_agent_definitions(self.workspace)
+            for problem in catalog.problems:
+                self._log_once("warning", str(problem))
+            self._subagent_root = SubagentRuntime(
+                settings=settings, hooks=self._hooks(), tools=context, policy=self.policy, catalog=catalog,
+                taken=self._taken_ids.__contains__, model=self.model, thinking=self.thinking,
+            )  # fmt: skip
+        return self._subagent_root
+
+    def _load_settings(self) -> Settings:
+        if self._settings is not None:
+            return self._settings
+        from aw_tui.store.config import ConfigError, load_config
+
+        try:
+            self._settings = load_config(self.workspace).settings
+        except ConfigError as error:
+            self._settings = Settings()
+            self._log_once("warning", "subagents use the default settings: the config cannot be used: "
+                           + one_line(str(error), 300))  # fmt: skip
+        return self._settings
+
+    def _log_once(self, level: str, message: str) -> None:
+        if message in self._logged:
+            return
+        self._logged.add(message)
+        self._batcher.emit(ev.Log(level=level, message=message))  # type: ignore[arg-type]
+
+    def _scripted_adjuster(self, title: str | None) -> SpecAdjuster | None:
+        """On `--model scripted`: every child plays the first script role there is of `<title>:<agent>` (chain
+        and loop steps with a title), its label, its agent definition's name, its role, else "workflow"."""
+        if self.model != SCRIPTED_MODEL:
+            return None
+        roles = self._scripted_roles
+
+        def adjust(spec: AgentSpec, definition: AgentDefinition | None) -> AgentSpec:
+            names = [f"{title}:{definition.name}"] if title and definition and spec.role != DELEGATE_ROLE else []
+            names += [spec.label, definition.name if definition else "", spec.role]
+            role = next((name for name in names if name and name in roles), SCRIPTED_FALLBACK_ROLE)
+            return dataclasses.replace(spec, model=f"{SCRIPTED_MODEL}/{role}", api_base=None, context_limit=None)
+
+        return adjust
+
+    async def _subagent_call(
+        self, kind: str, *, label: str, shown: str, prompt: str, options: Mapping[str, Any],
+        definitions: Sequence[AgentDefinition], refusal: str | None,
+        run: Callable[[SubagentRuntime], Awaitable[_SubagentOutcome]], title: str | None = None,
+    ) -> str | None:  # fmt: skip
+        """What delegate, chain and loop share: the journal, the runaway cap, a concurrency slot, the budget."""
+        self._batcher.raise_if_failed()
+        phase_title = self._phase
+        phase_id = None
+        if phase_title is not None:
+            phase_id = self._phase_id(phase_title)
+            started = self._start_phase(phase_title)
+            if started:
+                self._batcher.emit(*started)
+        if refusal is not None:  # bad arguments: nothing to show in the tree, only why
+            self.stats.refused_calls += 1
+            self._batcher.emit(ev.Log(level="warning", message=f"wf.{kind} {shown!r} refused: {refusal}"))
+            return None
+        position = {"kind": kind, "phase": phase_title, "label": label, "path": list(_PATH.get())}
+        # The definitions' content is part of the key: editing an agent's prompt or model runs its calls again.
+        options = {**options, "model": self.model, "thinking": self.thinking,
+                   "definitions": [_definition_json(d) for d in definitions]}  # fmt: skip
+        key = self._key(position, prompt, options, None)
+        call = _SubagentCall(key=key, agent_id=f"wf-{key[:12]}", kind=kind, label=shown, phase=phase_title,
+                             phase_id=phase_id)  # fmt: skip
+        entry = self.journal.get(key)
+        if entry is not None and entry.kind == "json" and isinstance(entry.result, dict) \
+                and isinstance(entry.result.get("text"), str):  # fmt: skip
+            return self._subagent_from_journal(call, entry)
+        if self.started_calls >= self.max_agents:
+            return self._refuse_subagents(call, AgentCapReached(
+                f"agent cap reached: {self.max_agents} agents started in this run (a runaway backstop)"))  # fmt: skip
+        self.started_calls += 1
+        async with self._slots:
+            try:
+                await self._budget.admit()
+            except BudgetExhausted as exhausted:
+                return self._refuse_subagents(call, exhausted)
+            spent = ZERO_USAGE
+            try:
+                runtime = self._subagent_runtime().derive(parent=None, phase=phase_id,
+                                                          adjust_spec=self._scripted_adjuster(title))  # fmt: skip
+                outcome = await run(runtime)
+                spent = outcome.usage
+            finally:
+                self._budget.settle(spent.output)
+        self.started_calls += max(0, len(outcome.agents) - 1)  # every agent it ran counts toward the cap
+        self.stats.agent_calls += 1
+        self.stats.add_usage(spent)
+        if outcome.text is not None:
+            self.journal.record(JournalEntry(
+                key=key, kind="json", result={"kind": kind, "text": outcome.text, "agents": outcome.agents},
+                label=shown, phase=phase_title, output_tokens=spent.output, total_tokens=spent.total_tokens,
+                cost=spent.cost,
+            ))  # fmt: skip
+            self._batcher.schedule()
+        else:
+            self.stats.failed_calls += 1
+            self._batcher.emit(ev.Log(level="warning", message=f"wf.{kind} {shown!r} gave no result: {outcome.error}"))
+        return outcome.text
+
+    def _subagent_from_journal(self, call: _SubagentCall, entry: JournalEntry) -> str:
+        self.stats.agent_calls += 1
+        self.stats.cached_calls += 1
+        self._budget.add(entry.output_tokens)
+        text: str = entry.result["text"]
+        agents = entry.result.get("agents")
+        shown_before = isinstance(agents, list) and bool(agents) and all(a in self._done_before for a in agents)
+        if not shown_before and call.agent_id not in self._done_before:
+            # Its agents are not in this run's tree: one agent stands for the whole call, answered from the journal.
+            self._batcher.emit(self._subagent_started(call), ev.AgentFinished(id=call.agent_id, status="done",
+                                                                              report=text))  # fmt: skip
+        return text
+
+    def _subagent_started(self, call: _SubagentCall) -> ev.AgentStarted:
+        return ev.AgentStarted(id=call.agent_id, role=call.role, model=self.model or "", thinking=self.thinking,
+                               phase=call.phase_id, label=call.label)  # fmt: skip
+
+    def _refuse_subagents(self, call: _SubagentCall, refusal: AgentRefused) -> None:
+        self.stats.refused_calls += 1
+        self._batcher.emit(
+            self._subagent_started(call),
+            ev.AgentFinished(id=call.agent_id, status="refused", error=str(refusal)),
+            ev.Log(level="warning", agent=call.agent_id, message=f"wf.{call.kind} {call.label!r} refused: {refusal}"),
+        )
+
 
 async def _gather(coroutines: Sequence[Awaitable[Any]]) -> list[Any]:
     tasks = [asyncio.ensure_future(c) for c in coroutines]
@@ -927,6 +1262,7 @@ class WorkflowRunner:
             workspace=Path(state.workspace) if state.workspace else None, artifacts_dir=writer.paths.artifacts_dir,
             api_base=settings.get("api_base"), policy=policy, scripted_roles=scripted_roles,
             done_agents=[a.id for a in state.agents.values() if a.status == "done"], phases_seen=phases_seen,
+            taken_ids=[*state.agents, *state.phases], logged_before=[log.message for log in state.logs],
         )  # fmt: skip
         self.wf.cancel_status = lambda: "aborted" if self._stop is not None else "interrupted"
 
