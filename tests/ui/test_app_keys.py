@@ -197,3 +197,29 @@ async def test_quitting_with_a_run_driven_here_can_leave_it_running_headless(tmp
     assert [s.role for s in state.steps] == ["analyst", "worker", "analyst"]
     assert [a.status for a in state.agents.values()].count("interrupted") == 1  # the worker cut off at its gate
     assert "gate" in (run / "artifacts" / "headless.log").read_text()
+
+
+async def test_runs_list_filter_then_enter_opens_the_matching_run(tmp_path):
+    import shutil
+
+    from aw_tui.cli import bundled_samples_root
+    from aw_tui.ui.screens.runs import RunsScreen
+
+    root = tmp_path / "runs"
+    for sample in bundled_samples_root().iterdir():
+        shutil.copytree(sample, root / sample.name)
+    async with AwTuiApp([root], clock=lambda: NOW, watch=False).run_test(size=(160, 48)) as pilot:
+        runs = pilot.app.screen
+        assert isinstance(runs, RunsScreen)
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if len(runs.listings) == 2:
+                break
+        await pilot.press("slash", *"gpu", "enter")  # the filter box hands the keys back to the table
+        from textual.widgets import DataTable
+
+        shown = [key.value.rsplit("/", 1)[-1] for key in runs.query_one(DataTable).rows]
+        assert shown == ["aw_20250902_091203_speed_up_gpu_sort"]
+        await pilot.press("enter")
+        screen = await wait_for_run_screen(pilot)
+        assert screen.path.name == "aw_20250902_091203_speed_up_gpu_sort"
