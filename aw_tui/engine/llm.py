@@ -19,8 +19,7 @@ Public API
 - `to_api_message(message)`: a `Completion.message` (or any chat message) -> the OpenAI shape litellm takes;
   `complete()` applies it to every message, so a loop can append `Completion.message` to its history as is.
 - `context_window(model)`: the model's input window from litellm's map, or None.
-- `load_litellm()`: the one place litellm is imported (the scripted provider gets it from here). Thread-safe; it
-  also does the imports litellm would otherwise do on its first call (about 0.5 s), so call it off the event loop.
+- `load_litellm()`: the one place litellm is imported (the scripted provider gets it from here). Thread-safe.
 
 Facts this relies on (litellm 1.106.2, see reference/engine-anchors.md §1):
 - Usage: litellm normalises `prompt_tokens` to include cache reads and cache writes (Anthropic style), so the
@@ -34,8 +33,10 @@ Facts this relies on (litellm 1.106.2, see reference/engine-anchors.md §1):
 - Every call also builds a logging payload and queues an async success handler for litellm's callbacks (about a
   sixth of a scripted call's CPU). aw-tui registers none, so while nobody else has, `complete()` turns that off
   (`_litellm_logging_off`). The response cost is not part of it: litellm puts it in `_hidden_params` first.
-- litellm's first call imports more of itself: tiktoken's cl100k encoding (every provider's handler is given it;
-  litellm ships the file, nothing is downloaded) and its proxy's file-id types. `load_litellm` does them.
+- litellm's first call imports more of itself (about 0.5 s): tiktoken's cl100k encoding (every provider's handler
+  is given it; litellm ships the file, nothing is downloaded) and its proxy's file-id types. `complete()` has them
+  done once, in a thread, before its first call (`_warm_up`), not inside the first attempt's time and timeout; a
+  process that loads litellm but never calls a model (a resume answered from the journal) does not pay for them.
 """
 
 from __future__ import annotations
@@ -72,14 +73,15 @@ THINKING_LEVELS: tuple[str, ...] = get_args(ThinkingLevel)
 _EFFORT_LADDER: tuple[str, ...] = ("minimal", "low", "medium", "high", "xhigh")
 
 _litellm: ModuleType | None = None
+_warmed_up = False
 _load_lock = threading.Lock()
 # litellm's flag for its own nested calls (`_litellm_logging_off`); None when this litellm has none.
 _internal_call_flag: ContextVar[bool] | None = None
 
 
 def load_litellm() -> ModuleType:
-    """Import litellm once: offline price map, no debug prints on stdout (they would tear a Textual screen), and
-    litellm's first-call imports done now (`_warm_up`). Many first calls may ask at once, from several threads."""
+    """Import litellm once: offline price map, no debug prints on stdout (they would tear a Textual screen).
+    Many first calls may ask at once, from several threads."""
     global _litellm, _internal_call_flag
     if _litellm is not None:
         return _litellm
@@ -91,9 +93,20 @@ def load_litellm() -> ModuleType:
 
             litellm.suppress_debug_info = True
             _internal_call_flag = _find_internal_call_flag()
-            _warm_up(litellm)
             _litellm = litellm
     return _litellm
+
+
+def _load_and_warm_up() -> ModuleType:
+    """`load_litellm()`, then `_warm_up()` once per process (for `complete()`, which runs this in a thread)."""
+    global _warmed_up
+    litellm = load_litellm()
+    if not _warmed_up:
+        with _load_lock:
+            if not _warmed_up:
+                _warm_up(litellm)
+                _warmed_up = True
+    return litellm
 
 
 # A model every litellm of the pinned range prices; the warm-up call never reaches it (mock_response).
@@ -101,18 +114,21 @@ _WARM_UP_MODEL = "gpt-4o-mini"
 
 
 def _warm_up(litellm: ModuleType) -> None:
-    """Make litellm's first-call imports now, so that no model call pays for them (nor, in an app, its loop).
+    """Make litellm's first-call imports now, so that no model call's attempt pays for them.
 
     Two steps, both offline: `litellm.encoding` loads tiktoken's cl100k encoding from the copy litellm ships
     (skipped when CUSTOM_TIKTOKEN_CACHE_DIR points tiktoken elsewhere, where it might download), and one
     `mock_response` completion runs litellm's request path (parameter mapping, the proxy's file-id types, provider
-    configs) without a provider, and without logging. Best effort: if either fails, the first call pays as before.
+    configs) without a provider, and without logging (skipped if someone gave litellm a cache, which may be remote).
+    Best effort: if either fails, the first call pays as before.
     """
     if not os.environ.get("CUSTOM_TIKTOKEN_CACHE_DIR"):
         try:
             litellm.encoding  # noqa: B018 - the attribute's first read is the import
         except Exception:  # noqa: BLE001
             pass
+    if getattr(litellm, "cache", None) is not None:
+        return
     try:
         with _litellm_logging_off(litellm, force=True):
             litellm.completion(
@@ -176,9 +192,9 @@ def _litellm_logging_off(
 
 
 async def _load_litellm_off_loop() -> ModuleType:
-    if _litellm is not None:
+    if _litellm is not None and _warmed_up:
         return _litellm
-    return await asyncio.to_thread(load_litellm)
+    return await asyncio.to_thread(_load_and_warm_up)
 
 
 # --- data ----------------------------------------------------------------------------------------------------
