@@ -167,6 +167,25 @@ if kind == "minimal":
             self.exit()
 
     app = Probe()
+elif kind == "widgets":
+    # The runs list's Textual widgets and nothing of aw-tui: what Textual itself costs for that screen.
+    from textual.app import App
+    from textual.widgets import DataTable, Footer, Header, Input, Static
+
+    class Probe(App):
+        def compose(self):
+            yield Header()
+            yield Input(classes="hidden")
+            yield DataTable()
+            yield Static()
+            yield Footer()
+
+        def on_ready(self):
+            result["first_frame_s"] = time.time() - T0
+            result["rss_mb"] = rss_mb()
+            self.exit()
+
+    app = Probe()
 else:
     from pathlib import Path
     from aw_tui.ui.app import AwTuiApp
@@ -250,9 +269,9 @@ def first_frames(root100: Path, work: Path, repeat: int) -> dict[str, list]:
     (work / "config").mkdir(exist_ok=True)
     run_on_pty("minimal", root100, 0, work)  # warm-up rounds: page cache, bytecode
     run_on_pty("aw", root100, 100, work)
-    out: dict[str, list] = {"minimal": [], "aw": []}
+    out: dict[str, list] = {"minimal": [], "widgets": [], "aw": []}
     for i in range(repeat):
-        order = ("minimal", "aw") if i % 2 == 0 else ("aw", "minimal")
+        order = ("minimal", "widgets", "aw") if i % 2 == 0 else ("aw", "widgets", "minimal")
         for kind in order:
             out[kind].append(run_on_pty(kind, root100, 100 if kind == "aw" else 0, work))
     return out
@@ -471,6 +490,7 @@ def measure(repeat: int = 7, samples: int = 60, keys: int = 200) -> list[dict]:
         listed = [r["listed_s"] for r in frames["aw"]]
         litellm = any(r["litellm_at_first_frame"] or r["litellm"] for r in frames["aw"])
         ratio = statistics.median(aw) / statistics.median(minimal)
+        widgets = [r["first_frame_s"] for r in frames["widgets"]]
 
         to_tree, to_frame = asyncio.run(event_latencies(root100, runs100[0], samples))
 
@@ -491,6 +511,8 @@ def measure(repeat: int = 7, samples: int = 60, keys: int = 200) -> list[dict]:
         row(f"minimal Textual app: process start -> first frame (median of {repeat})", _ms(minimal)),
         row("aw-tui, 100 runs: process start -> first frame", _ms(aw)),
         row("  first frame ratio aw-tui / minimal", ratio, "x", FIRST_FRAME_RATIO_TARGET),
+        row("  Textual app with the runs list's widgets only: first frame", _ms(widgets)),
+        row("  first frame ratio aw-tui / those widgets alone", statistics.median(aw) / statistics.median(widgets), "x"),
         row("  aw-tui, 100 runs: process start -> the 100 rows painted", _ms(listed)),
         row("  litellm imported by the TUI (1 = yes)", float(litellm), "", 0),
         row(f"appended line -> agent in the tree, p50 (of {samples})", _ms(to_tree)),

@@ -69,8 +69,11 @@ class AwTuiApp(App[int]):
     def now(self) -> datetime:
         return self._clock()
 
+    def get_default_screen(self) -> Screen:
+        # The runs list is the bottom of the stack, drawn as the first frame (no empty screen composed before it).
+        return RunsScreen(self.roots)
+
     def on_mount(self) -> None:
-        self.push_screen(RunsScreen(self.roots))
         if self.open_path is not None:
             self.open_run(self.open_path)
 
