@@ -726,13 +726,17 @@ class Workflow:
                                phase=call.phase_id, label=call.label)  # fmt: skip
 
     def _refuse(self, call: _Call, refusal: AgentRefused) -> None:
+        self._record_refusal(self._started_event(call), f"agent {call.label!r}", refusal)
+        raise refusal
+
+    def _record_refusal(self, started: ev.AgentStarted, what: str, refusal: AgentRefused) -> None:
+        """A refused call still shows: started, then finished as refused, with a warning saying why."""
         self.stats.refused_calls += 1
         self._batcher.emit(
-            self._started_event(call),
-            ev.AgentFinished(id=call.agent_id, status="refused", error=str(refusal)),
-            ev.Log(level="warning", agent=call.agent_id, message=f"agent {call.label!r} refused: {refusal}"),
+            started,
+            ev.AgentFinished(id=started.id, status="refused", error=str(refusal)),
+            ev.Log(level="warning", agent=started.id, message=f"{what} refused: {refusal}"),
         )
-        raise refusal
 
     def _hooks(self) -> AgentHooks:
         return AgentHooks(emit=self._batcher.emit, before_model_call=self._resumed.wait,
@@ -1081,12 +1085,7 @@ class Workflow:
                                phase=call.phase_id, label=call.label)  # fmt: skip
 
     def _refuse_subagents(self, call: _SubagentCall, refusal: AgentRefused) -> None:
-        self.stats.refused_calls += 1
-        self._batcher.emit(
-            self._subagent_started(call),
-            ev.AgentFinished(id=call.agent_id, status="refused", error=str(refusal)),
-            ev.Log(level="warning", agent=call.agent_id, message=f"wf.{call.kind} {call.label!r} refused: {refusal}"),
-        )
+        self._record_refusal(self._subagent_started(call), f"wf.{call.kind} {call.label!r}", refusal)
 
 
 async def _gather(coroutines: Sequence[Awaitable[Any]]) -> list[Any]:
