@@ -41,7 +41,7 @@ def listening_addresses(port: int) -> set[str]:
 
 async def read_screen(port: int, needle: bytes, timeout_s: float) -> bytes:
     received = b""
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
         async with session.get(f"http://127.0.0.1:{port}/") as page:
             assert page.status == 200
             html = await page.text()
@@ -60,24 +60,31 @@ async def read_screen(port: int, needle: bytes, timeout_s: float) -> bytes:
     return received
 
 
-def test_serve_draws_the_runs_list_in_a_browser_session_on_loopback_only():
+def test_serve_draws_the_runs_list_in_a_browser_session_on_loopback_only(tmp_path):
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "aw_tui", "tui", "--serve", "--port", str(port), "--root", str(bundled_samples_root())],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:  # a file, not a pipe: nobody reads a pipe while the server runs
+        server = subprocess.Popen(
+            [sys.executable, "-m", "aw_tui", "tui", "--serve", "--port", str(port), "--root",
+             str(bundled_samples_root())],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
         while not listening_addresses(port) and time.monotonic() < deadline:
-            assert server.poll() is None, server.stdout.read().decode()
+            assert server.poll() is None, log_path.read_text(errors="replace")
             time.sleep(0.1)
         assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, and nothing else
         # A sample run's name, drawn by the runs list in the served app.
         screen = asyncio.run(read_screen(port, b"speed_up_gpu_sort", timeout_s=60))
-        assert b"speed_up_gpu_sort" in screen
+        assert b"speed_up_gpu_sort" in screen, log_path.read_text(errors="replace")[-2000:]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
 
 
 def test_serve_refuses_a_port_out_of_range(capsys):

@@ -76,13 +76,11 @@ class AwTuiApp(App[int]):
     def on_mount(self) -> None:
         if self.open_path is not None:
             self.open_run(self.open_path)
+        # After the first frame: watching the runs and starting an engine compete with drawing it, and neither
+        # is needed to draw it. (Not on Textual's Ready event: the app served by textual-serve never acted on it.)
+        self.call_after_refresh(self._start_background_work)
 
-    def on_ready(self) -> None:
-        # After the first frame: scanning the runs, watching them and starting an engine all compete with
-        # drawing it, and none of them is needed to draw it.
-        for screen in self.screen_stack:
-            if isinstance(screen, RunsScreen):
-                screen.reload()
+    def _start_background_work(self) -> None:
         if self.watch_enabled:
             self.run_worker(self._watch(), group="watcher", exit_on_error=False)
         if self._start_engine is not None:

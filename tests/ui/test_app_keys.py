@@ -154,9 +154,7 @@ async def test_new_run_dialog_checks_the_form_then_starts_a_run_with_its_choices
 
 async def test_quitting_with_a_run_driven_here_can_leave_it_running_headless(tmp_path):
     from aw_tui.engine.launch import DEMO_TASK, prepare_demo, start_run
-    from aw_tui.model.commands import new_command
     from aw_tui.model.settings import RoleSettings, Settings
-    from aw_tui.store.control import send_command
 
     workspace, script = prepare_demo(tmp_path)
     settings = Settings(analyst=RoleSettings(model="scripted/analyst"), worker=RoleSettings(model="scripted/worker"))
@@ -176,6 +174,27 @@ async def test_quitting_with_a_run_driven_here_can_leave_it_running_headless(tmp
             await pilot.pause(0.02)
             if not app.is_running:
                 break
+    try:
+        _finish_through_the_headless_engine(run)
+    finally:
+        _stop_engine_holding(run)  # the detached engine must not outlive a failed test
+
+
+def _stop_engine_holding(run: Path) -> None:
+    import os
+    import signal
+
+    try:
+        pid = json.loads((run / "lease.json").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError, KeyError):
+        pass  # no lease, or its engine already ended
+
+
+def _finish_through_the_headless_engine(run: Path) -> None:
+    from aw_tui.model.commands import new_command
+    from aw_tui.store.control import send_command
+
     # The headless engine that took over holds the lease and acts on commands like any other.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and open_run(run).lease_status() != "live":

@@ -54,7 +54,8 @@ class RunsScreen(Screen[None]):
                            ("Worker", "worker"), ("Other", "other"), ("Gates", "gates"), ("Lease", "lease")):  # fmt: skip
             table.add_column(label, key=key)
         table.focus()
-        self.query_one("#runs-empty", Static).update("Reading the runs…")  # the app starts the scan once drawn
+        self.query_one("#runs-empty", Static).update("Reading the runs…")
+        self.call_after_refresh(self.reload)  # scan once the empty list is drawn: the first frame does not wait
 
     def reload(self) -> None:
         self._behind = True
