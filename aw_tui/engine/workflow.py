@@ -571,6 +571,15 @@ class Workflow:
         self._phase = title
         self._batcher.emit(*events)
 
+    def _enter_phase(self, title: str | None) -> str | None:
+        """The id of the phase a call runs in (None outside any phase), started now if it was not yet."""
+        if title is None:
+            return None
+        started = self._start_phase(title)
+        if started:
+            self._batcher.emit(*started)
+        return self._phase_id(title)
+
     def _start_phase(self, title: str) -> list[ev.Event]:
         phase_id, status = self._phases.get(title, (None, None))
         if status == "active" and phase_id is not None:
@@ -624,12 +633,7 @@ class Workflow:
         if policy is not None:
             self._tool_context(policy)  # no workspace: refuse now, before the call shows anywhere
         phase_title = phase if phase is not None else self._phase
-        phase_id = None
-        if phase_title is not None:
-            phase_id = self._phase_id(phase_title)
-            started = self._start_phase(phase_title)
-            if started:
-                self._batcher.emit(*started)
+        phase_id = self._enter_phase(phase_title)
         position = {"phase": phase_title, "label": name, "path": list(_PATH.get())}
         # The model as asked for: "scripted" maps to a role by what the installed script holds, not a new call.
         options = {"model": model or self.model, "thinking": level, "tools": policy}
@@ -1014,12 +1018,7 @@ class Workflow:
         """What delegate, chain and loop share: the journal, the runaway cap, a concurrency slot, the budget."""
         self._batcher.raise_if_failed()
         phase_title = self._phase
-        phase_id = None
-        if phase_title is not None:
-            phase_id = self._phase_id(phase_title)
-            started = self._start_phase(phase_title)
-            if started:
-                self._batcher.emit(*started)
+        phase_id = self._enter_phase(phase_title)
         if refusal is not None:  # bad arguments: nothing to show in the tree, only why
             self.stats.refused_calls += 1
             self._batcher.emit(ev.Log(level="warning", message=f"wf.{kind} {shown!r} refused: {refusal}"))

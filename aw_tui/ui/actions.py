@@ -37,8 +37,8 @@ class UiAction:
         return " / ".join(KEY_NAMES.get(key, key) for key in self.keys.split(","))
 
 
-KEY_NAMES = {"question_mark": "?", "slash": "/", "escape": "esc", "enter": "enter", "space": "space",
-             "ctrl+p": "ctrl+p", "f1": "F1", "left_square_bracket": "[", "right_square_bracket": "]"}  # fmt: skip
+# How keys read in the help and the palette, where Textual's name is not what is printed on the key.
+KEY_NAMES = {"question_mark": "?", "slash": "/", "escape": "esc", "f1": "F1"}
 
 PANE_TITLES = {
     "app": "Everywhere",

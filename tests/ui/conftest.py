@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from aw_tui.cli import bundled_samples_root
-from tests.ui.ui_kit import SAMPLE
+from tests.ui.ui_kit import LEGACY, SAMPLE
+
+
+@pytest.fixture
+def runs_root(tmp_path) -> Path:
+    """Both bundled samples, copied (tests may add events) under their own names."""
+    root = tmp_path / "runs"
+    for name in (SAMPLE, LEGACY):
+        shutil.copytree(bundled_samples_root() / name, root / name)
+    return root
 
 
 @pytest.fixture

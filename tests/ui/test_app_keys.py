@@ -15,15 +15,8 @@ from aw_tui.ui.screens.new_run import NewRunDialog
 from aw_tui.ui.screens.run import RunScreen
 from aw_tui.ui.widgets.report_view import ReportView
 
-from tests.ui.ui_kit import NOW, app_for, wait_for_run_screen
+from tests.ui.ui_kit import NOW, app_for, append_event, wait_for_run_screen
 
-
-def append_event(run: Path, **fields) -> None:
-    """Append one event line the way the engine would (the next seq, whole line)."""
-    lines = (run / "events.jsonl").read_text().splitlines()
-    seq = json.loads(lines[-1])["seq"] + 1
-    with open(run / "events.jsonl", "a") as handle:
-        handle.write(json.dumps({"seq": seq, "ts": "2026-03-14T09:40:00Z", **fields}) + "\n")
 
 
 async def test_help_lists_the_focused_pane_first_then_the_screen_then_everywhere(run_dir):
@@ -218,16 +211,10 @@ def _finish_through_the_headless_engine(run: Path) -> None:
     assert "gate" in (run / "artifacts" / "headless.log").read_text()
 
 
-async def test_runs_list_filter_then_enter_opens_the_matching_run(tmp_path):
-    import shutil
-
-    from aw_tui.cli import bundled_samples_root
+async def test_runs_list_filter_then_enter_opens_the_matching_run(runs_root):
     from aw_tui.ui.screens.runs import RunsScreen
 
-    root = tmp_path / "runs"
-    for sample in bundled_samples_root().iterdir():
-        shutil.copytree(sample, root / sample.name)
-    async with AwTuiApp([root], clock=lambda: NOW, watch=False).run_test(size=(160, 48)) as pilot:
+    async with AwTuiApp([runs_root], clock=lambda: NOW, watch=False).run_test(size=(160, 48)) as pilot:
         runs = pilot.app.screen
         assert isinstance(runs, RunsScreen)
         for _ in range(100):

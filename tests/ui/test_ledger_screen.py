@@ -4,13 +4,11 @@ bundled sample runs). Expected figures are summed here from the samples' ledger.
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from aw_tui.cli import bundled_samples_root
 from aw_tui.model.formatting import format_cost, format_duration, format_money, format_tokens
 from aw_tui.store.run import RunWriter
 from aw_tui.ui.app import AwTuiApp
@@ -18,18 +16,10 @@ from aw_tui.ui.messages import RunsChanged
 from aw_tui.ui.screens.ledger import BEST_STYLE, WORST_STYLE, CompareScreen, LedgerScreen
 from aw_tui.ui.screens.runs import MARK, RunsScreen
 from tests.fixtures.sample_runs import FixedClock, _turn
+from tests.ui.ui_kit import LEGACY, NOW, SAMPLE
 
-OURS = "aw_20260314_093000_fix_the_failing_duration_parser_test"  # events.jsonl: newest, first in the list
-LEGACY = "aw_20250902_091203_speed_up_gpu_sort"  # written by the original extension
-NOW = datetime(2026, 3, 14, 10, 0, tzinfo=timezone.utc)
+OURS = SAMPLE  # events.jsonl: newest, first in the list
 
-
-@pytest.fixture
-def runs_root(tmp_path) -> Path:
-    root = tmp_path / "runs"
-    for name in (OURS, LEGACY):
-        shutil.copytree(bundled_samples_root() / name, root / name)
-    return root
 
 
 def app_for(root: Path) -> AwTuiApp:

@@ -10,7 +10,6 @@ Update after an intended change with `pytest tests/ui/test_snapshots.py --snapsh
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -18,7 +17,6 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, TextArea
 
-from aw_tui.cli import bundled_samples_root
 from aw_tui.ui.app import AwTuiApp
 from aw_tui.ui.screens.dialogs import ConfirmDialog, TextPrompt
 from aw_tui.ui.screens.help import HelpScreen
@@ -29,25 +27,15 @@ from aw_tui.ui.screens.runs import RunsScreen
 from aw_tui.ui.widgets.agent_tree import AgentTree
 from aw_tui.ui.widgets.gate_queue import GateQueue
 from aw_tui.ui.widgets.report_view import ReportView
-from tests.ui.test_app_keys import append_event
-from tests.ui.ui_kit import NOW, SAMPLE
+from tests.ui.ui_kit import LEGACY, NOW, SAMPLE, append_event
 
 pytestmark = pytest.mark.usefixtures("steady_screen")
 
-LEGACY = "aw_20250902_091203_speed_up_gpu_sort"
 SIZE = (160, 48)
 NARROW = (100, 30)
 
 Before = Callable[[Pilot], Awaitable[None]]
 
-
-@pytest.fixture
-def runs_root(tmp_path) -> Path:
-    """Both bundled samples, copied (the tests may add events) under their own names."""
-    root = tmp_path / "runs"
-    for name in (SAMPLE, LEGACY):
-        shutil.copytree(bundled_samples_root() / name, root / name)
-    return root
 
 
 @pytest.fixture
