@@ -171,7 +171,9 @@ async def test_the_tui_shows_a_headless_run_live_and_its_approvals_drive_it_to_f
         screen = await wait_for_run_screen(pilot)
         worker = await until(pilot, engine, lambda: worker_waits(screen), "the TUI showing the worker's bash call")
         assert screen.opened is not None
-        assert tree_agent_ids(screen) == ["s0001-analyst", worker]
+        # The state is folded before the widgets are redrawn from it: wait for the tree, not just the state.
+        await until(pilot, engine, lambda: tree_agent_ids(screen) == ["s0001-analyst", worker],
+                    "the tree showing the analyst and the worker")  # fmt: skip
         assert shown_gates(screen) == []
         assert "engine live" in status_text(screen)
 

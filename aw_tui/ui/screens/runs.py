@@ -79,7 +79,10 @@ class RunsScreen(Screen[None]):
             self._discovering = False
 
     def _fill(self) -> None:
-        table = self.query_one(DataTable)
+        tables = self.query(DataTable)
+        if not tables:
+            return  # the screen is being taken down (the app is leaving) while a scan finished in its thread
+        table = tables.first()
         selected = self._selected_key()
         table.clear()
         now = self.app.now()  # type: ignore[attr-defined]
