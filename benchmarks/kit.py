@@ -6,6 +6,9 @@ an upper bound, except for rates (a unit ending in "/s"), where it is a lower bo
 
 from __future__ import annotations
 
+import argparse
+import compileall
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +24,32 @@ def print_table(rows: list[dict]) -> None:
         target = "" if r["target"] is None else f"{bound} {r['target']:,g}"
         met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
         print(f"{r['figure']:<{width}}  {value:>14}  {target:>12}  {met}")
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE as JSON (benchmarks/run.py reads it)")
+
+
+def report(rows: list[dict], json_path: str | None) -> int:
+    """Print the table and, when asked, write the rows for run.py; the exit status of a benchmark script."""
+    print_table(rows)
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    return 0
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def compile_package() -> None:
+    """Write aw-tui's bytecode before processes are timed, as pip does when it installs the wheel.
+
+    Textual and litellm come from site-packages with their .pyc files; aw-tui runs from this checkout, where
+    PYTHONDONTWRITEBYTECODE (set in many shells and CI images) would leave it compiled from source in every
+    measured process: time no installed copy spends.
+    """
+    if not compileall.compile_dir(REPO / "aw_tui", quiet=1):
+        raise RuntimeError("compiling aw_tui failed")
 
 
 def wall_s(argv: list[str], *, cwd: Path, env: dict[str, str]) -> float:

@@ -27,7 +27,7 @@ from aw_tui.store.eventlog import EventReader  # noqa: E402
 from aw_tui.store.jsonl import JsonlAppender  # noqa: E402
 from aw_tui.store.layout import RunPaths  # noqa: E402
 from aw_tui.store.run import open_run, write_derived_files  # noqa: E402
-from kit import print_table  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
+from kit import add_json_option, report  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
 
 
 def realistic_events(count: int, start_seq: int = 1) -> list[ev.Event]:
@@ -126,9 +126,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    add_json_option(parser)
     args = parser.parse_args()
-    print_table(measure(args.events, args.repeat))
-    return 0
+    return report(measure(args.events, args.repeat), args.json)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ How each figure is taken (measure() returns the rows, as in engine_bench.py and 
    holds all 100) is reported beside it, without a target. --repeat rounds, the two apps alternating, after
    one unmeasured round of each (a cold page cache is not what is measured); medians and their ratio.
    The aw-tui child also reports whether litellm is in sys.modules at that point (it must not be).
+   aw-tui's bytecode is written first (kit.compile_package), as an installed copy has it.
 2. Event to screen. In this process, `AwTuiApp([root], open_path=run, watch=True)` under `run_test` (headless,
    160x48) on the 100-run root, the run screen open on one of them (not live: nothing else writes it). A worker
    thread appends one `agent.started` line at a time to its events.jsonl with the store's JsonlAppender (as an
@@ -81,7 +82,7 @@ from aw_tui.cli import bundled_samples_root  # noqa: E402
 from aw_tui.model import events as ev  # noqa: E402
 from aw_tui.model.events import event_to_json  # noqa: E402
 from aw_tui.store.jsonl import JsonlAppender  # noqa: E402
-from kit import print_table  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
+from kit import REPO, add_json_option, compile_package, report  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
 
 FIRST_FRAME_RATIO_TARGET = 1.3
 EVENT_LATENCY_TARGET_MS = 150.0
@@ -90,7 +91,6 @@ MEMORY_TARGET_MB = 200.0
 SAMPLE = "aw_20260314_093000_fix_the_failing_duration_parser_test"
 TERMINAL = (120, 40)  # columns, rows
 APP_SIZE = (160, 48)
-REPO = Path(__file__).resolve().parents[1]
 
 
 # --- run directories ----------------------------------------------------------------------------------------------
@@ -267,6 +267,7 @@ def run_on_pty(kind: str, root: Path, expected: int, work: Path, timeout: float 
 
 def first_frames(root100: Path, work: Path, repeat: int) -> dict[str, list]:
     (work / "config").mkdir(exist_ok=True)
+    compile_package()
     run_on_pty("minimal", root100, 0, work)  # warm-up rounds: page cache, bytecode
     run_on_pty("aw", root100, 100, work)
     out: dict[str, list] = {"minimal": [], "widgets": [], "aw": []}
@@ -544,9 +545,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7, help="process runs of each app for the first frame")
     parser.add_argument("--samples", type=int, default=60, help="appended lines timed to the screen")
     parser.add_argument("--keys", type=int, default=200, help="down keys timed in each 10,000-node tree")
+    add_json_option(parser)
     args = parser.parse_args()
-    print_table(measure(args.repeat, args.samples, args.keys))
-    return 0
+    return report(measure(args.repeat, args.samples, args.keys), args.json)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ sends litellm down a slower zero-cost diagnosis on every call). Medians througho
    --concurrency 64 --quiet` against `python -c "import litellm"`, alternating, --repeat times each; the figure
    is median(run) - median(import): everything the command does beyond importing litellm (Python and aw-tui
    start-up, litellm's first-call imports, the 500 agents, the run directory's files).
+   aw-tui's bytecode is written first (kit.compile_package), as an installed copy has it.
 3. Resume, in process: after a run of --agents calls has finished, `reopen_workflow_run` (attach: lease, replay of
    events.jsonl), the script installed, `WorkflowRunner.run()` with every call answered from the journal, and
    `writer.close()`. --repeat times on the same run. The same end to end (`--resume RUN`) minus the import too.
@@ -47,7 +48,7 @@ from aw_tui.engine.workflow import (  # noqa: E402
     WorkflowRunner, install_workflow_script, load_workflow_file, reopen_workflow_run, start_workflow_run,
     workflow_settings,
 )  # fmt: skip
-from kit import print_table, wall_s  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
+from kit import add_json_option, compile_package, report, wall_s  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
 
 FAN_OUT_TARGET_MS = 2000.0
 RESUME_TARGET_MS = 500.0
@@ -153,6 +154,7 @@ def _end_to_end(agents: int, concurrency: int, repeat: int, tmp: Path) -> dict[s
         (tmp / name).mkdir(exist_ok=True)
     env.update(XDG_CONFIG_HOME=str(tmp / "config"), TMPDIR=str(tmp / "tmp"), PYTHONDONTWRITEBYTECODE="1")
     importing = [sys.executable, "-c", "import os; os.environ['LITELLM_LOCAL_MODEL_COST_MAP']='True'; import litellm"]
+    compile_package()
     wall_s(importing, cwd=tmp, env=env)  # a cold page cache is not what we measure
     figures: dict[str, list[float]] = {"import": [], "run": [], "resume": []}
     base = [sys.executable, "-m", "aw_tui", "workflow", "run", str(workflow), "--quiet"]
@@ -207,9 +209,9 @@ def main() -> int:
     parser.add_argument("--agents", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each figure (subprocesses included)")
+    add_json_option(parser)
     args = parser.parse_args()
-    print_table(measure(args.agents, args.concurrency, args.repeat))
-    return 0
+    return report(measure(args.agents, args.concurrency, args.repeat), args.json)
 
 
 if __name__ == "__main__":
