@@ -34,6 +34,9 @@ def test_wheel_contains_styles_and_samples(tmp_path):
     (wheel,) = tmp_path.glob("aw_tui-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "aw_tui/styles/__init__.py" in names
+    # Every stylesheet a screen loads (by name, from aw_tui.styles) ships.
+    assert {f"aw_tui/styles/{sheet.name}" for sheet in (REPO / "styles").glob("*.tcss")} <= set(names)
+    assert {"app.tcss", "run.tcss", "dialogs.tcss", "ledger.tcss"} <= {p.name for p in (REPO / "styles").glob("*.tcss")}
     samples = [n for n in names if n.startswith("aw_tui/data/samples/")]
     assert any(n.endswith("/events.jsonl") for n in samples)
     assert any(n.endswith("/steps/0001_analyst_plan.md") for n in samples)

@@ -15,7 +15,6 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from aw_tui.clock import utc_now
 from aw_tui.ui import actions
 from aw_tui.ui.messages import RunsChanged
 from aw_tui.ui.screens.runs import RunsScreen
+from aw_tui.ui.stylesheets import stylesheet
 
 # The first frame is the runs list: everything else (the models, pydantic, the other screens) is imported when
 # it is first needed, which keeps start-up close to a bare Textual app's.
@@ -36,14 +36,9 @@ if TYPE_CHECKING:
 HANDOVER_LOG = "headless.log"  # under artifacts/: what the headless engine that took over a run printed
 
 
-def _styles() -> list[Path]:
-    folder = Path(str(resources.files("aw_tui.styles")))
-    return sorted(folder.glob("*.tcss"))
-
-
 class AwTuiApp(App[int]):
     TITLE = "aw-tui"
-    CSS_PATH = _styles()
+    CSS_PATH = [stylesheet("app.tcss")]  # the runs list; each other screen brings its own stylesheet
     BINDINGS = actions.bindings(actions.APP, target=actions.APP)
 
     def __init__(

@@ -9,8 +9,14 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
+from aw_tui.ui.stylesheets import stylesheet
+
+# Every dialog's styles, loaded with the first dialog shown.
+DIALOG_CSS = [stylesheet("dialogs.tcss")]
+
 
 class ConfirmDialog(ModalScreen[bool]):
+    CSS_PATH = DIALOG_CSS
     BINDINGS = [Binding("escape", "cancel", "No", id="dialog.cancel"), Binding("y", "yes", "Yes", id="dialog.yes"),
                 Binding("n", "cancel", "No", id="dialog.no")]  # fmt: skip
 
@@ -41,6 +47,7 @@ class ConfirmDialog(ModalScreen[bool]):
 
 
 class TextPrompt(ModalScreen[str | None]):
+    CSS_PATH = DIALOG_CSS
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
 
     def __init__(self, question: str, *, placeholder: str = "", required: bool = True) -> None:
@@ -68,6 +75,7 @@ class TextPrompt(ModalScreen[str | None]):
 
 
 class ChoiceDialog(ModalScreen[str | None]):
+    CSS_PATH = DIALOG_CSS
     """A question with several answers; the first is the default (focused), escape answers None."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]

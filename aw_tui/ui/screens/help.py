@@ -13,9 +13,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 from aw_tui.ui.actions import help_sections
+from aw_tui.ui.screens.dialogs import DIALOG_CSS
 
 
 class HelpScreen(ModalScreen[None]):
+    CSS_PATH = DIALOG_CSS
     BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close", id="help.close")]
 
     def __init__(self, focused_panes: tuple[str, ...], screen_panes: tuple[str, ...], screen_title: str) -> None:

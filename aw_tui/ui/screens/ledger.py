@@ -36,6 +36,7 @@ from aw_tui.model.ledger import (
 from aw_tui.store.run import OpenedRun, RunError, open_run
 from aw_tui.ui.actions import bindings
 from aw_tui.ui.messages import RunsChanged
+from aw_tui.ui.stylesheets import stylesheet
 
 BEST_STYLE = "bold green"
 WORST_STYLE = "bold red"
@@ -60,6 +61,7 @@ def _tools_cell(step: LedgerStep) -> Text:
 
 
 class _FollowsRuns(Screen[None]):
+    CSS_PATH = [stylesheet("ledger.tcss")]
     """A screen showing runs it re-reads when the watcher says they changed (one catch-up at a time)."""
 
     def __init__(self) -> None:

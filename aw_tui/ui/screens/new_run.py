@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, TextArea
 
 from aw_tui.model.settings import THINKING_LEVELS, Settings
+from aw_tui.ui.screens.dialogs import DIALOG_CSS
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class NewRunRequest:
 
 
 class NewRunDialog(ModalScreen[NewRunRequest | None]):
+    CSS_PATH = DIALOG_CSS
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="new_run.cancel"),
         Binding("ctrl+s", "start", "Start", id="new_run.start"),

@@ -24,6 +24,7 @@ from aw_tui.ui.actions import bindings
 from aw_tui.ui.messages import RunsChanged
 from aw_tui.ui.screens.dialogs import ConfirmDialog, TextPrompt
 from aw_tui.ui.screens.ledger import LedgerScreen
+from aw_tui.ui.stylesheets import stylesheet
 from aw_tui.ui.widgets.agent_tree import AgentTree
 from aw_tui.ui.widgets.gate_queue import GateQueue
 from aw_tui.ui.widgets.gauges import Gauges
@@ -32,6 +33,7 @@ from aw_tui.ui.widgets.status_line import StatusLine
 
 
 class RunScreen(Screen[None]):
+    CSS_PATH = [stylesheet("run.tcss")]
     SCREEN_PANES = ("gate", "run", "tree", "report")
     BINDINGS = bindings(*SCREEN_PANES)
 
