@@ -1,3 +1,3 @@
-from aw_tui.cli import main
+from aw_tui.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -7,16 +7,19 @@ they need when they run, so `aw-tui --help` and the read-only commands stay quic
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
 from aw_tui import __version__
+from aw_tui.packaged import package_dir
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 SERVE_HOST = "127.0.0.1"
@@ -35,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 def bundled_samples_root() -> Path:
     """The sample runs shipped inside the package (a run of aw-tui and one of the original extension)."""
-    return Path(str(resources.files("aw_tui.data") / "samples"))
+    return package_dir("aw_tui.data") / "samples"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +164,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = _failure_message(error)
         print(f"aw-tui: {message}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def entry() -> None:
+    """The `aw-tui` command and `python -m aw_tui`: main(), then an exit without the teardown litellm would cost."""
+    code = main()
+    if "litellm" in sys.modules and threading.active_count() == 1:
+        _exit_now(code)
+    raise SystemExit(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Leave once the work is on disk, skipping the interpreter's teardown of every module.
+
+    After litellm was used (a headless run, a workflow), freeing its hundreds of modules and their objects takes
+    the interpreter about a second after the command is done. The exit handlers still run (logging's flush among
+    them) and the standard streams are flushed: what is skipped is only the freeing of memory the OS takes back.
+    """
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's; elsewhere exit the usual way
+    if run_exit_handlers is None:
+        raise SystemExit(code)
+    run_exit_handlers()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def _discard_stdout() -> None:

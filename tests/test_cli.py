@@ -697,3 +697,45 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(
         os.close(write_end)
     assert done.stderr == ""
     assert done.returncode == 1
+
+
+# After litellm was used, the command leaves with os._exit once its work is done (the interpreter's teardown of
+# litellm costs about a second). What must still happen: exit handlers, flushed output, the exit status.
+FAST_EXIT_PROBE = """
+import atexit, sys
+from pathlib import Path
+
+class TornDown:  # a global finalized by the interpreter's teardown, which the fast exit skips
+    def __del__(self):
+        Path("torn-down").write_text("yes")
+
+canary = TornDown()
+atexit.register(lambda: Path("exit-handlers").write_text("ran"))
+sys.argv = ["aw-tui", *sys.argv[1:]]
+from aw_tui.cli import entry
+entry()
+"""
+
+
+@pytest.mark.parametrize(("ending", "status"), [("return answer", 0), ("raise RuntimeError('the workflow broke')", 1)])
+def test_after_litellm_the_command_skips_teardown_but_runs_exit_handlers_and_flushes(
+    tmp_path: Path, isolated_config: Path, ending: str, status: int
+) -> None:
+    (tmp_path / "one.py").write_text(f'async def workflow(wf, args):\n    answer = await wf.agent("hi")\n    {ending}\n')
+    (tmp_path / "script.json").write_text(json.dumps({"roles": {"workflow": [{"text": "hello from the model"}]}}))
+    args = ["workflow", "run", "one.py", "--model", "scripted", "--script", "script.json", "--runs-root", "runs"]
+    probe = "import os; os.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'True'; exec(" + repr(FAST_EXIT_PROBE) + ")"
+    done = run_process(["-c", probe, *args], cwd=tmp_path, config_home=isolated_config, timeout=60)
+    assert done.returncode == status, done.stdout + done.stderr
+    # Printed before os._exit, through a pipe: flushed.
+    assert ("hello from the model" if status == 0 else "the workflow broke") in done.stdout + done.stderr
+    assert (tmp_path / "exit-handlers").read_text() == "ran"
+    assert not (tmp_path / "torn-down").exists()
+
+
+def test_without_litellm_the_command_exits_the_usual_way(tmp_path: Path, isolated_config: Path) -> None:
+    done = run_process(["-c", FAST_EXIT_PROBE, "runs", "--samples"], cwd=tmp_path, config_home=isolated_config)
+    assert done.returncode == 0, done.stderr
+    assert SAMPLE_NATIVE in done.stdout
+    assert (tmp_path / "exit-handlers").read_text() == "ran"
+    assert (tmp_path / "torn-down").read_text() == "yes"

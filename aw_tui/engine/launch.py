@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from aw_tui.engine.orchestrator import ENGINE_KEY, run_settings
 from aw_tui.model.settings import Settings
 from aw_tui.model.state import RunState
+from aw_tui.packaged import package_dir
 from aw_tui.store.run import RunWriter
 
 SCRIPTED_PREFIX = "scripted/"
@@ -35,7 +35,7 @@ class LaunchError(Exception):
 
 
 def demo_data() -> Path:
-    return Path(str(resources.files("aw_tui.data") / "demo"))
+    return package_dir("aw_tui.data") / "demo"
 
 
 def prepare_demo(parent: Path | None = None) -> tuple[Path, Path]:
