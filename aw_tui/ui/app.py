@@ -113,6 +113,8 @@ class AwTuiApp(App[int]):
             prepare_engine(writer)
             _quiet_litellm()
 
+        # litellm loads here, in a thread: seconds on a busy machine, with the run's screen already up and empty.
+        self.notify("Loading the model library; the first agent starts when it is ready.", title="Starting the engine")
         await asyncio.to_thread(prepare)
         from aw_tui.engine.orchestrator import Orchestrator
 

@@ -155,11 +155,15 @@ async def test_quitting_with_a_run_driven_here_can_leave_it_running_headless(tmp
     run = writer.paths.root
     app = AwTuiApp([run.parent], clock=lambda: NOW, watch=False, start_engine=lambda: writer)
     async with app.run_test(size=(160, 48)) as pilot:
+        told_starting = False
         for _ in range(500):  # the demo's first gate: the worker's `rm -rf build`
             await pilot.pause(0.02)
+            told_starting |= any(n.title == "Starting the engine" for n in app._notifications)
             if app._engines and open_run(run).state.open_gates:
                 break
         assert open_run(run).state.open_gates, "the demo never reached its first gate"
+        # While litellm loaded, the still empty run screen said why.
+        assert told_starting, "no notification while the engine started"
         await pilot.press("q")
         await pilot.pause()
         await pilot.press("enter")  # the default answer: leave it running headless
