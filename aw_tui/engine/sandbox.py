@@ -18,6 +18,8 @@ Two independent decisions live here, both pure and synchronous so the agent loop
 from __future__ import annotations
 
 import errno
+import glob
+import itertools
 import os
 import posixpath
 import re
@@ -33,6 +35,7 @@ from aw_tui.store.atomic import write_all_and_fsync
 # ---------------------------------------------------------------------------------------------------------------
 
 MAX_PATH_CHARS = 4096
+MAX_NAME_BYTES = 255  # one path component (NAME_MAX on Linux and macOS)
 # Inside the workspace, but never written by the file tools: aw-tui's own config and runs, and git internals
 # (hooks and config run programs on the operator's next git command). Matched on the first path components.
 DEFAULT_PROTECTED = (".git", ".aw-tui")
@@ -81,6 +84,8 @@ def resolve_in_workspace(
         raise SandboxRefusal(f"the path {shown!r} contains a NUL byte")
     if len(path) > MAX_PATH_CHARS:
         raise SandboxRefusal(f"the path is longer than {MAX_PATH_CHARS} characters")
+    if any(len(os.fsencode(name)) > MAX_NAME_BYTES for name in path.split("/")):
+        raise SandboxRefusal(f"a name in the path {shown!r} is longer than {MAX_NAME_BYTES} bytes")
     if path.startswith("~"):
         raise SandboxRefusal(
             f"the path {shown!r} is in a home directory, outside the workspace; use a path relative to the workspace"
@@ -772,12 +777,23 @@ _GIT_EXEC_CONFIG = re.compile(
 )
 
 
+# Inside the workspace, but writing there changes what aw-tui or git does next: never without the operator.
+_BUILTIN_PROTECTED = (
+    (".aw-tui", "aw-tui's own configuration and runs"),
+    (".git/hooks", "git hooks/config, which run programs"),
+    (".git/config", "git hooks/config, which run programs"),
+)
+MAX_GLOB_MATCHES = 1000  # a pattern is checked against at most this many existing matches
+
+
 @dataclass
 class _State:
     policy: DangerPolicy
     workspace: str  # lexical absolute path (or the virtual one)
     workspace_real: str | None
     cwd: str | None  # where relative paths point now; None: outside the workspace or unknown (after `cd`)
+    # Workspace-relative paths no command may change, each with why (aw-tui's config and runs, git hooks, ...).
+    protected: tuple[tuple[str, str], ...] = ()
     reasons: list[str] = field(default_factory=list)
     count: int = 0
 
@@ -787,12 +803,17 @@ class _State:
 
 
 def classify_command(
-    text: str, policy: DangerPolicy | None = None, *, workspace: Path | str | None = None
+    text: str,
+    policy: DangerPolicy | None = None,
+    *,
+    workspace: Path | str | None = None,
+    protected: Iterable[str] = (),
 ) -> CommandVerdict:
     """Does this bash command need operator approval, and why. Never raises for any input text.
 
     `workspace` (the bash tool's working directory) lets writes inside it pass; without it every write to an
-    absolute path (except /dev/null and the like) counts as outside.
+    absolute path (except /dev/null and the like) counts as outside. `protected` adds workspace-relative paths
+    (the run directory when it lies inside the workspace) that a write needs approval for, like `.aw-tui/`.
     """
     policy = policy or DangerPolicy()
     if workspace is not None:
@@ -800,7 +821,10 @@ def classify_command(
         real: str | None = os.path.realpath(lexical)
     else:
         lexical, real = _VIRTUAL_WORKSPACE, None
-    state = _State(policy=policy, workspace=lexical, workspace_real=real, cwd=lexical)
+    extra = tuple((entry, f"inside {entry}/, which the worker's tools may not change")
+                  for entry in (e.strip("/") for e in protected if isinstance(e, str)) if entry)  # fmt: skip
+    state = _State(policy=policy, workspace=lexical, workspace_real=real, cwd=lexical,
+                   protected=_BUILTIN_PROTECTED + extra)  # fmt: skip
     if not isinstance(text, str):
         return CommandVerdict(True, ["the command is not text"])
     if len(text) > MAX_COMMAND_CHARS:
@@ -1157,6 +1181,8 @@ def _check_command(
         _check_find(args, state, depth, own)
     elif name == "sed":
         _check_sed(args, state, own)
+    elif name in ("awk", "gawk", "mawk", "nawk"):
+        _check_awk(name, args, state, own)
     elif name == "tee":
         opts = _parse_options(args)
         for target in opts.positionals:
@@ -1287,15 +1313,57 @@ def _check_interpreter(
                 problem = _path_problem(target, state)
                 if problem:
                     own.append(f"`perl -i` edits {problem}")
-    if stdin is not None and stdin[0] == "heredoc" and stdin[1].heredoc is not None and not code and not script_given:
-        code.append(stdin[1].heredoc)
+    if stdin is not None and not code and not script_given:
+        if stdin[0] == "heredoc" and stdin[1].heredoc is not None:
+            code.append(stdin[1].heredoc)
+        elif stdin[0] == "string":
+            code.append(stdin[1].value)  # `python3 <<< "code"`
     for snippet in code:
         match = _INLINE_DANGER_RE.search(snippet)
         if match:
             own.append(f"inline {family} code calls `{match.group(0)}`, which can run programs or delete files")
             break
+        problem = _inline_write_problem(snippet, state)
+        if problem:
+            own.append(f"inline {family} code {problem}")
+            break
     if not code and not script_given and piped_in:
         own.append(f"pipes into `{name}`, which runs text that cannot be checked (like `curl ... | python`)")
+
+
+# Calls that create or change files in the languages inline code is written in (Python, Perl, Ruby, Node, PHP, Lua).
+_INLINE_WRITE_RE = re.compile(
+    r"\b(open|sysopen|fopen|write\w*|appendFile\w*|createWriteStream|put_contents|\w*link\w*|"
+    r"rename\w*|replace|copy\w*|move|chmod|chown|mkdirs?|makedirs|truncate|touch|utime|mkfifo|mknod)\b",
+    re.IGNORECASE,
+)
+# Where inline code can get a path that is not written in it: the environment, the home or temp directory.
+_INLINE_PATH_SOURCE_RE = re.compile(
+    r"\b(expanduser|expandvars|home|homedir|getenv|environ|gettempdir|tmpdir|chdir)\b|process\.env|\$ENV\{|ENV\["
+)
+_STRING_LITERAL_RE = re.compile(r"""(['"`])((?:\\.|(?!\1)[^\\])*)\1""", re.DOTALL)
+
+
+def _inline_write_problem(code: str, state: _State) -> str | None:
+    """Why inline code (`python -c`, `perl -e`, a here-doc) may write outside the workspace; None if it looks inside.
+
+    A tripwire like the rest: code that writes files and names a path outside the workspace (a string literal
+    such as '/etc/x', '../x' or '~/.bashrc', or a path from the environment or the home directory)."""
+    if not _INLINE_WRITE_RE.search(code):
+        return None
+    if state.cwd is None:
+        return "opens or changes files after `cd` to a directory outside the workspace or unknown"
+    source = _INLINE_PATH_SOURCE_RE.search(code)
+    if source:
+        return f"opens or changes files at a path from `{source.group(0)}`, which may be outside the workspace"
+    for match in _STRING_LITERAL_RE.finditer(code):
+        literal = match.group(2).lstrip("+<>| \t")  # Perl's two-argument open: ">/tmp/x", ">>~/.bashrc"
+        if not literal or "\n" in literal or not ("/" in literal or literal.startswith("~") or literal == ".."):
+            continue
+        problem = _path_problem(Word(raw=literal, value=literal, tilde=literal.startswith("~")), state)
+        if problem:
+            return f"opens or changes files and names {problem}"
+    return None
 
 
 def _check_rm(args: list[Word], state: _State, own: list[str]) -> None:
@@ -1312,6 +1380,8 @@ def _check_rm(args: list[Word], state: _State, own: list[str]) -> None:
             own.append(f"`rm` deletes {problem}")
         elif recursive and _is_workspace_root(target, state):
             own.append(f"`rm -r {target.value}` deletes the whole workspace")
+        elif recursive and (held := _holds_protected(target, state)):
+            own.append(f"`rm -r {_short(target.value)}` deletes {held}/ with it")
 
 
 def _is_workspace_root(target: Word, state: _State) -> bool:
@@ -1495,7 +1565,7 @@ def _check_find(args: list[Word], state: _State, depth: int, own: list[str]) -> 
             end = index + 1
             while end < len(args) and args[end].value not in (";", "+"):
                 end += 1
-            _classify_argv(list(args[index + 1 : end]), state, depth + 1, own)
+            _check_find_exec(list(args[index + 1 : end]), starts, value.endswith("dir"), state, depth, own)
             index = end + 1
             continue
         if value == "-delete":
@@ -1510,6 +1580,31 @@ def _check_find(args: list[Word], state: _State, depth: int, own: list[str]) -> 
             if problem:
                 own.append(f"`find {value}` writes to {problem}")
         index += 1
+
+
+def _check_find_exec(
+    command: list[Word], starts: list[Word], in_dir: bool, state: _State, depth: int, own: list[str]
+) -> None:
+    """Check `find -exec CMD {} ;` once per start directory, with `{}` standing for a path under that start:
+    `find .. -exec rm {} +` deletes outside the workspace even though `{}` alone looks relative."""
+    saved_cwd = state.cwd
+    try:
+        for start in starts:
+            found = posixpath.join(start.value, "{}")
+            words = [
+                Word(raw=w.raw, value=w.value.replace("{}", found), quoted=w.quoted, glob=w.glob or start.glob,
+                     expands=w.expands or start.expands, brace=w.brace or start.brace, tilde=w.tilde or start.tilde,
+                     subs=w.subs)
+                if "{}" in w.value else w
+                for w in command
+            ]  # fmt: skip
+            if in_dir:
+                # -execdir runs in the found file's directory, somewhere under the start.
+                state.cwd = None if _path_problem(start, state) else saved_cwd
+            _classify_argv(words, state, depth + 1, own)
+            state.cwd = saved_cwd
+    finally:
+        state.cwd = saved_cwd
 
 
 _SED_S_FLAGS_RE = re.compile(r"s(.)(?:\\.|(?!\1).)*\1(?:\\.|(?!\1).)*\1([0-9a-zA-Z]*)", re.DOTALL)
@@ -1538,6 +1633,30 @@ def _check_sed(args: list[Word], state: _State, own: list[str]) -> None:
             problem = _path_problem(target, state)
             if problem:
                 own.append(f"`sed -i` edits {problem}")
+
+
+_AWK_COMMAND_RE = re.compile(r"\bsystem\s*\(|\|\s*\"|\"\s*\|\s*getline|\|&")
+_AWK_OUTPUT_RE = re.compile(r">>?\s*\"((?:\\.|[^\"\\])*)\"")
+
+
+def _check_awk(name: str, args: list[Word], state: _State, own: list[str]) -> None:
+    opts = _parse_options(args, "Fvfie", ("--field-separator", "--assign", "--file", "--include", "--source"))
+    programs = [w.value for w in opts.values.get("-e", []) + opts.values.get("--source", [])]
+    files = list(opts.positionals)
+    if not programs and not opts.has("-f", "--file") and files:
+        programs.append(files.pop(0).value)
+    for program in programs:
+        if _AWK_COMMAND_RE.search(program):
+            own.append(f"the `{name}` program runs commands (system() or a pipe)")
+        for target in _AWK_OUTPUT_RE.findall(program):
+            problem = _path_problem(Word(raw=target, value=target, tilde=target.startswith("~")), state)
+            if problem:
+                own.append(f"the `{name}` program writes to {problem}")
+    if any(w.value == "inplace" for w in opts.values.get("-i", []) + opts.values.get("--include", [])):
+        for target in files:
+            problem = _path_problem(target, state)
+            if problem and "=" not in target.value:
+                own.append(f"`{name} -i inplace` edits {problem}")
 
 
 def _change_directory(name: str, args: list[Word], state: _State) -> None:
@@ -1581,28 +1700,77 @@ def _path_problem(word: Word, state: _State) -> str | None:
     if value in _SAFE_WRITE_TARGETS or value.startswith(("/dev/fd/", "/proc/self/fd/")) or value == "":
         return None
     if value.startswith("/"):
-        path = posixpath.normpath(value)
-        if path.startswith("//"):
-            path = "/" + path.lstrip("/")
+        raw = value
     elif state.cwd is None:
         return f"{_short(value)} (relative to a directory outside the workspace or unknown, after `cd`)"
     else:
-        path = posixpath.normpath(posixpath.join(state.cwd, value))
+        raw = posixpath.join(state.cwd, value)
+    path = posixpath.normpath(raw)
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
     inside = _inside(path, state)
     if inside is None:
         return f"{_short(value)} (outside the workspace)"
-    if state.workspace_real is not None:
+    lexical_relative = posixpath.relpath(inside, state.workspace)
+    if state.workspace_real is None:
+        return _protected_problem(value, {lexical_relative}, state)
+    # The kernel resolves `link/..` physically (to the link target's parent), so links are followed on the path as
+    # written, before any `..` is folded away: `deep/../x` with deep -> /srv/a/b is /srv/a/x.
+    candidates = [raw] + (_glob_matches(raw, state) if word.glob else [])
+    for candidate in candidates:
         # Follow links that exist now: `out/x` where out -> /etc is outside.
-        existing = inside.split("/")
+        existing = candidate.split("/")
         while existing and any(ch in existing[-1] for ch in "*?["):
             existing.pop()
         real = os.path.realpath("/".join(existing) or "/")
         if not _is_within(real, state.workspace_real):
             return f"{_short(value)} (leads outside the workspace through a symbolic link, to {real})"
+        # Both names count: a link inside the workspace may lead into .aw-tui/ or the run directory.
+        real_relative = os.path.relpath(os.path.realpath(candidate), state.workspace_real)
+        problem = _protected_problem(value, {lexical_relative, real_relative}, state)
+        if problem:
+            return problem
+    return None
+
+
+def _glob_matches(pattern: str, state: _State) -> list[str]:
+    """What a path pattern inside the workspace names now, the rest of the path appended to each match.
+
+    bash expands the pattern when it runs: `l*/x` may go through a link `link -> /etc`, `tmp/*/control.jsonl` may
+    name the run directory. The part after the last wildcard need not exist yet (`l*/new.txt`)."""
+    prefix = next((p for p in (state.workspace, state.workspace_real) if p and _is_within(pattern, p)), None)
+    if prefix is None:
+        return []
+    parts = pattern[len(prefix) :].split("/")
+    wild = [index for index, part in enumerate(parts) if any(ch in part for ch in "*?[")]
+    if not wild:
+        return []
+    last = wild[-1]
+    head = glob.escape(prefix) + "/".join(parts[: last + 1])
+    tail = "/".join(parts[last + 1 :])
+    matches = itertools.islice(glob.iglob(head), MAX_GLOB_MATCHES)
+    return [posixpath.join(match, tail) if tail else match for match in matches]
+
+
+def _protected_problem(value: str, relatives: Iterable[str], state: _State) -> str | None:
+    for relative in relatives:
+        for entry, why in state.protected:
+            if relative == entry or relative.startswith(entry + "/"):
+                return f"{_short(value)} ({why})"
+    return None
+
+
+def _holds_protected(word: Word, state: _State) -> str | None:
+    """The protected entry (e.g. the run directory) that lies inside the directory `word` names, if any."""
+    if state.cwd is None or word.expands or word.tilde or word.brace:
+        return None
+    base = word.value if word.value.startswith("/") else posixpath.join(state.cwd, word.value)
+    inside = _inside(posixpath.normpath(base), state)
+    if inside is None:
+        return None
     relative = posixpath.relpath(inside, state.workspace)
-    if relative == ".aw-tui" or relative.startswith(".aw-tui/"):
-        return f"{_short(value)} (aw-tui's own configuration and runs)"
-    if relative in (".git/config", ".git/hooks") or relative.startswith(".git/hooks/"):
-        return f"{_short(value)} (git hooks/config, which run programs)"
+    for entry, _ in state.protected:
+        if relative != "." and entry.startswith(relative + "/"):
+            return entry
     return None
 

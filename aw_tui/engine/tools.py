@@ -166,8 +166,13 @@ class ToolContext:
         return tuple(self.protected) + tuple(extra)
 
     def classify(self, command: str) -> CommandVerdict:
-        """The dangerous-command verdict bash applies to `command` (for an approver that wants the reasons)."""
-        return classify_command(command, self.dangerous, workspace=self.workspace)
+        """The dangerous-command verdict bash applies to `command` (for an approver that wants the reasons).
+
+        Writes into the protected paths (the run directory inside the workspace, .aw-tui/) need approval, as the
+        file tools refuse them. `.git` itself is left to the classifier's own rules: git writes there all the time.
+        """
+        protected = tuple(entry for entry in self.protected_paths() if entry.strip("/") != ".git")
+        return classify_command(command, self.dangerous, workspace=self.workspace, protected=protected)
 
     def running_process_groups(self) -> list[int]:
         return sorted(self._running)
@@ -395,10 +400,11 @@ async def _write(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     if real.is_dir():
         raise ToolError(f"{shown} is a directory")
     data = args["content"].encode("utf-8", "surrogateescape")
+    twins = _hard_link_note(real, shown)
     existed = replace_in_workspace(ctx.root, real, data, make_parents=True)
     lines = args["content"].count("\n") + (0 if args["content"].endswith("\n") or not args["content"] else 1)
     verb = "Overwrote" if existed else "Created"
-    return ToolResult(content=f"{verb} {shown} ({len(data):,} bytes, {lines:,} lines)")
+    return ToolResult(content=f"{verb} {shown} ({len(data):,} bytes, {lines:,} lines){twins}")
 
 
 async def _edit(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
@@ -433,11 +439,26 @@ async def _edit(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         raise ToolError(f"old_string occurs {count} times in {shown}; it must occur exactly once. "
                         "Include more surrounding lines to make it unique")  # fmt: skip
     updated = text[:first] + new + text[first + len(old) :]
+    twins = _hard_link_note(real, shown)
     replace_in_workspace(ctx.root, real, updated.encode("utf-8", "surrogateescape"))
     start_line = text.count("\n", 0, first) + 1
     end_line = start_line + new.count("\n")
     span = f"line {start_line}" if end_line == start_line else f"lines {start_line}-{end_line}"
-    return ToolResult(content=f"Edited {shown}: replaced 1 occurrence ({span} now)")
+    return ToolResult(content=f"Edited {shown}: replaced 1 occurrence ({span} now){twins}")
+
+
+def _hard_link_note(real: Path, shown: str) -> str:
+    """A note for the result when `real` has hard-linked twins: the write replaces only this name (the twins, maybe
+    outside the workspace, keep the old content), which the model and the operator should know."""
+    try:
+        info = os.lstat(real)
+    except OSError:
+        return ""
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink < 2:
+        return ""
+    others = info.st_nlink - 1
+    return (f". {shown} was hard-linked to {others} other name{'s' if others > 1 else ''}; only {shown} changed, "
+            f"the other{'s' if others > 1 else ''} kept the old content")  # fmt: skip
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:

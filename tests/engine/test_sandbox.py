@@ -104,6 +104,12 @@ def test_proc_self_root_style_path_is_refused(ws):
     assert "outside the workspace" in refused(ws, "/proc/self/root/etc/passwd")
 
 
+def test_overlong_names_are_refused(ws):
+    assert "longer than 255 bytes" in refused(ws, "n" * 256)
+    assert "longer than 255 bytes" in refused(ws, "src/" + "é" * 128)  # 256 bytes in UTF-8
+    assert resolve_in_workspace(ws, "n" * 255).name == "n" * 255
+
+
 def test_nul_byte_and_overlong_paths_are_refused(ws):
     assert "NUL byte" in refused(ws, "src/main.py\x00.txt")
     assert "longer than" in refused(ws, "a/" * 3000)
@@ -372,6 +378,22 @@ DANGEROUS = [
     ("git -C /etc status", "outside the workspace"),
     ("source /etc/profile.d/evil.sh", "outside the workspace"),
     ("strace -o /tmp/trace ls", "outside the workspace"),
+    # `{}` in find -exec stands for paths under the start directories
+    ("find .. -name x -exec rm {} +", "`rm` deletes ../{} (outside the workspace)"),
+    ("find ~ -name '*.py' -exec sed -i s/a/b/ {} \\;", "`sed -i` edits ~/{}"),
+    # inline code that opens or changes files outside the workspace
+    ("python3 -c \"open('/etc/x', 'w').write('1')\"", "inline python code opens or changes files and names /etc/x"),
+    ("python3 -c \"import os; os.symlink('/etc', 'e')\"", "names /etc (outside the workspace)"),
+    ("python3 <<< \"open('../x', 'w')\"", "names ../x (outside the workspace)"),
+    ("perl -e 'open(F, \">>~/.bashrc\")'", "inline perl code opens or changes files and names ~/.bashrc"),
+    ("node -e \"require('fs').writeFileSync(process.env.HOME + '/.x', '1')\"", "a path from `process.env`"),
+    ("ruby -e \"File.write(Dir.home + '/.x', '1')\"", "a path from `home`"),
+    ("cd .. && python3 -c \"open('x', 'w')\"", "after `cd`"),
+    # awk programs that run commands or write outside
+    ("awk 'BEGIN { system(\"id\") }'", "the `awk` program runs commands"),
+    ("awk '{ print | \"sh\" }' f", "the `awk` program runs commands"),
+    ("gawk '{ print > \"/etc/x\" }' f", "the `gawk` program writes to /etc/x"),
+    ("gawk -i inplace '{ print }' /etc/hosts", "`gawk -i inplace` edits /etc/hosts"),
 ]
 
 
@@ -432,6 +454,14 @@ SAFE = [
     "env",
     "printf '%s\\n' a b | sort | uniq -c",
     "yes | head -3",
+    "find . -name '*.pyc' -exec rm {} +",
+    "find src -type f -execdir sed -i s/a/b/ {} \\;",
+    "python3 -c \"open('out.txt', 'w').write('1')\"",
+    "python3 -c \"import os; os.makedirs('build/x', exist_ok=True)\"",
+    "python3 -c \"print(open('src/app.py').read())\"",
+    "python3 -c \"import json; print(json.dumps({'url': 'https://example.com/a'}))\"",
+    "awk '$1 > 5 { print }' data.txt",
+    "awk '{ print > \"out.txt\" }' data.txt",
 ]
 
 
@@ -455,6 +485,46 @@ def test_writes_through_an_existing_symlink_out_are_flagged(tmp_path):
     (ws / "out").symlink_to(outside)
     verdict = classify_command("echo x > out/file", workspace=ws)
     assert verdict.dangerous and "symbolic link" in verdict.summary()
+
+
+def test_protected_paths_need_approval_for_writes_however_named(tmp_path):
+    # The run directory inside the workspace: control.jsonl there is the operator's channel.
+    (tmp_path / "runs" / "aw_r").mkdir(parents=True)
+    (tmp_path / "runs" / "aw_r" / "control.jsonl").write_text("")
+    (tmp_path / "r").symlink_to("runs/aw_r")
+    protected = ("runs/aw_r",)
+    for command in ("echo x >> runs/aw_r/control.jsonl", "echo x >> runs/*/control.jsonl", "echo x >> r/control.jsonl",
+                    "cd runs && echo x >> aw_r/control.jsonl", "echo x | tee runs/aw_r/control.jsonl",
+                    "python3 -c \"open('runs/aw_r/control.jsonl', 'a')\"", "rm -r runs", "mv runs/aw_r x"):  # fmt: skip
+        verdict = classify_command(command, workspace=tmp_path, protected=protected)
+        assert verdict.dangerous and "runs/aw_r" in verdict.summary(), command
+    for command in ("echo x > runs/other.txt", "cp notes.txt runs/", "cat runs/aw_r/control.jsonl", "rm -r src"):
+        assert not classify_command(command, workspace=tmp_path, protected=protected).dangerous, command
+    assert not classify_command("echo x >> runs/aw_r/control.jsonl", workspace=tmp_path).dangerous
+
+
+def test_globs_are_checked_against_what_they_match_now(tmp_path):
+    (tmp_path / "outside").mkdir()
+    ws = tmp_path / "ws"
+    (ws / "src").mkdir(parents=True)
+    (ws / ".aw-tui").mkdir()
+    (ws / "linked").symlink_to(tmp_path / "outside")
+    assert "symbolic link" in classify_command("echo x > l*/new.txt", workspace=ws).summary()
+    assert "aw-tui" in classify_command("echo x > .aw*/config.toml", workspace=ws).summary()
+    assert not classify_command("echo x > s*/new.txt", workspace=ws).dangerous
+
+
+def test_a_link_followed_by_dotdot_is_resolved_as_the_kernel_does(tmp_path):
+    # deep -> outside/sub, so deep/../x is outside/x, though it reads as the workspace's own x.
+    (tmp_path / "outside" / "sub").mkdir(parents=True)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "deep").symlink_to(tmp_path / "outside" / "sub")
+    for command in ("echo x > deep/../x", "echo x > d*/../x", "cd deep && echo x > ../x"):
+        assert "symbolic link" in classify_command(command, workspace=ws).summary(), command
+    assert not classify_command("echo x > src/../x", workspace=ws).dangerous
+    for junk in ("echo x > */..", "rm -r */../..", "echo x > [", "echo x > ./*/../*"):
+        assert isinstance(classify_command(junk, workspace=ws), CommandVerdict)
 
 
 def test_without_a_workspace_every_absolute_write_is_outside():
