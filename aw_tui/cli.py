@@ -804,7 +804,7 @@ def _drive_workflow(writer: Any, loaded: Any, settings: dict[str, Any], roles: A
 
     retries = load_config().settings.llm  # the same model-call retries and timeout as `aw-tui run`
     policy = RetryPolicy(max_attempts=retries.max_attempts, max_retry_after_s=retries.max_retry_after_s,
-                         timeout_s=retries.timeout_s)  # fmt: skip
+                         timeout_s=retries.timeout_s, stream=retries.stream)  # fmt: skip
     runner = WorkflowRunner(writer, loaded, settings.get("args"), listeners=[listen], scripted_roles=roles,
                             settings=settings, policy=policy)  # fmt: skip
     name = writer.paths.root.name

@@ -7,14 +7,16 @@ first call does not freeze a running Textual app.
 Public API
 ----------
 - `complete(messages, *, model, tools=None, thinking="off", api_base=None, policy=RetryPolicy(), on_attempt=None,
-  sleep=asyncio.sleep, ...) -> Completion`: one non-streaming chat completion, with the engine's own retries.
-  Raises `LlmError(kind, message, attempts)` when it gives up; `message` is one line for the operator.
+  sleep=asyncio.sleep, ...) -> Completion`: one chat completion (streamed when the policy says so), with the
+  engine's own retries. Raises `LlmError(kind, message, attempts)` when it gives up; `message` is one line for the
+  operator, with credentials redacted.
 - `Completion`: `message` ({"role": "assistant", "content": str, "tool_calls": [{"id", "name", "arguments_json"}],
   plus "reasoning"/"thinking_blocks"/"provider_specific_fields" when the provider sent them), `usage`
   (aw_tui.model.ledger.Usage with cost and cost_known), `model`, `duration_ms`, `attempts`, `finish_reason`,
   `reasoning_effort`.
 - `Attempt`: one try, reported through `on_attempt` as it ends (mirrors the `llm.attempt` event, LlmAttempt).
-- `RetryPolicy`: attempts, Retry-After cap, backoff, jitter, per-call timeout.
+- `RetryPolicy`: attempts, Retry-After cap, backoff, jitter, per-call timeout, streaming.
+- `redact(text, secrets)`: an error text without credentials (every error `complete()` reports goes through it).
 - `map_thinking(model, level)`: aw-tui's thinking level -> litellm `reasoning_effort` (or None).
 - `to_api_message(message)`: a `Completion.message` (or any chat message) -> the OpenAI shape litellm takes;
   `complete()` applies it to every message, so a loop can append `Completion.message` to its history as is.
@@ -30,6 +32,10 @@ Facts this relies on (litellm 1.106.2, see reference/engine-anchors.md §1):
 - Several failures arrive disguised as a 500 `InternalServerError` (a refused connection, missing OpenAI
   credentials); the exception chain (`__cause__`/`__context__`) tells them apart.
 - `tools=` makes litellm import its MCP gateway unless `_skip_mcp_handler=True` is passed; we always pass it.
+- A stream cut short without a finish reason is accepted by litellm as complete: it makes up finish "stop", tool
+  arguments "{}" and a usage of its own. Only its wrapper's `received_finish_reason` tells (`_read_stream`).
+  Mid-stream failures (dropped connection, a chunk that is not JSON, a read timeout) arrive as
+  `MidStreamFallbackError` (a 500 by its status code); the exception chain says which.
 - Every call also builds a logging payload and queues an async success handler for litellm's callbacks (about a
   sixth of a scripted call's CPU). aw-tui registers none, so while nobody else has, `complete()` turns that off
   (`_litellm_logging_off`). The response cost is not part of it: litellm puts it in `_hidden_params` first.
@@ -202,10 +208,11 @@ async def _load_litellm_off_loop() -> ModuleType:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How hard `complete()` tries. Only rate_limited, server_error, connection_error and timeout are retried."""
+    """How `complete()` makes its tries, and how hard. Only rate_limited, server_error, connection_error and timeout
+    are retried; a quota that is used up (429 insufficient_quota) is not, since it lasts until billing changes."""
 
     max_attempts: int = 4
-    # A 429's Retry-After is honoured up to this many seconds (longer asks wait this long).
+    # A 429's or a 5xx's Retry-After is honoured up to this many seconds (longer asks wait this long).
     max_retry_after_s: float = 60.0
     # Exponential backoff for errors without Retry-After: base * 2**(retry-1), capped, plus 0..jitter seconds.
     base_delay_s: float = 1.0
@@ -213,6 +220,9 @@ class RetryPolicy:
     jitter_s: float = 0.5
     # Per attempt, enforced both by litellm (HTTP) and by asyncio (providers that ignore timeout=).
     timeout_s: float = 600.0
+    # Ask for the reply as a stream (ignored for the scripted provider, which answers whole). A stream that ends
+    # without a finish reason is a failed attempt, never a short answer: litellm would accept it as complete.
+    stream: bool = False
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -451,6 +461,72 @@ class _NoChoices(Exception):
     pass
 
 
+class _StreamCut(Exception):
+    """A stream that ended cleanly but without a finish reason: the reply is incomplete."""
+
+    def __init__(self, chunks: int) -> None:
+        super().__init__(
+            f"the stream ended after {chunks} chunk(s) without a finish reason (truncated); the partial reply was "
+            "discarded"
+        )
+        self.chunks = chunks
+
+
+class _StreamBroken(Exception):
+    """A stream that failed part way; `cause` is litellm's error (also the `__cause__`)."""
+
+    def __init__(self, chunks: int, cause: BaseException) -> None:
+        super().__init__(f"the stream broke off after {chunks} chunk(s)")
+        self.chunks = chunks
+        self.cause = cause
+
+
+async def _read_stream(litellm: ModuleType, stream: Any, messages: Sequence[Any], progress: list[int]) -> Any:
+    """A streamed reply rebuilt into one response, as if it had not been streamed.
+
+    Raises _StreamCut when the provider sent no finish reason and _StreamBroken when the stream failed part way.
+    `progress[0]` counts the chunks as they arrive, so a timeout can say how far the stream got.
+    """
+    chunks: list[Any] = []
+    try:
+        async for chunk in stream:
+            chunks.append(chunk)
+            progress[0] = len(chunks)
+    except Exception as exc:  # noqa: BLE001 - classified by the caller through _StreamBroken
+        raise _StreamBroken(len(chunks), exc) from exc
+    finally:
+        # Also when cancelled (the attempt timed out): release the connection. litellm shields its own close.
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # noqa: BLE001
+                pass
+    if _finish_reason_received(stream, chunks) is None:
+        raise _StreamCut(len(chunks))
+    built = litellm.stream_chunk_builder(chunks, messages=list(messages))
+    if built is None:
+        raise _NoChoices("the stream carried no reply")
+    return built
+
+
+def _finish_reason_received(stream: Any, chunks: Sequence[Any]) -> str | None:
+    """The finish reason the provider actually sent.
+
+    PRIVATE litellm API (CustomStreamWrapper, 1.106): `received_finish_reason` (or `intermittent_finish_reason`)
+    records what arrived, while the chunks it yields end with a "stop" it makes up, with a usage it estimated
+    itself, when a stream was cut (reference/engine-anchors.md §1.3). Without those attributes the chunks are all
+    there is; tests/chaos/test_llm_faults.py fails if a cut stream is then taken for a whole one.
+    """
+    if hasattr(stream, "received_finish_reason"):
+        return getattr(stream, "received_finish_reason", None) or getattr(stream, "intermittent_finish_reason", None)
+    for chunk in reversed(chunks):
+        for choice in getattr(chunk, "choices", None) or []:
+            if getattr(choice, "finish_reason", None):
+                return str(choice.finish_reason)
+    return None
+
+
 # --- usage and cost ------------------------------------------------------------------------------------------
 
 
@@ -515,8 +591,10 @@ def _count(value: Any) -> int:
 
 _TRANSPORT_TIMEOUT_NAMES = {"TimeoutException", "ReadTimeout", "ConnectTimeout", "WriteTimeout", "PoolTimeout",
                             "APITimeoutError", "ServerTimeoutError", "Timeout"}  # fmt: skip
+# ReadError, ClientPayloadError and TransferEncodingError: a response body that stopped part way (a dropped stream).
 _CONNECTION_NAMES = {"APIConnectionError", "ConnectError", "ConnectionError", "ClientConnectorError",
-                     "ServerDisconnectedError", "RemoteProtocolError", "ClientOSError"}  # fmt: skip
+                     "ServerDisconnectedError", "RemoteProtocolError", "ClientOSError", "ReadError",
+                     "ClientPayloadError", "TransferEncodingError", "ContentLengthError"}  # fmt: skip
 _CREDENTIAL_HINTS = ("missing credentials", "api_key client option must be set", "no api key", "api key not found")
 
 
@@ -527,6 +605,12 @@ def classify(exc: BaseException) -> Outcome:
         return "timeout"
     if isinstance(exc, _NoChoices):
         return "other"
+    if isinstance(exc, _StreamCut):
+        return "connection_error"  # the reply stopped coming; a new attempt may get all of it
+    if isinstance(exc, _StreamBroken):
+        if _bad_json(exc.cause) is not None:
+            return "server_error"  # the provider sent a chunk that is not JSON
+        return classify(exc.cause)
     if litellm is not None:
         if isinstance(exc, litellm.ContextWindowExceededError):
             return "context_window"
@@ -671,7 +755,12 @@ def _key_variable(provider: str) -> str:
     return f"{provider.upper()}_API_KEY" if provider else "the provider's API key"
 
 
-def _failure_message(kind: Outcome, model: str, provider: str, error: str, attempts: int) -> str:
+def _failure_message(
+    kind: Outcome, model: str, provider: str, error: str, attempts: int, *, quota_used_up: bool = False
+) -> str:
+    if quota_used_up:
+        return (f"{model}: the provider's quota is used up (not retried: it lasts until the plan or billing "
+                f"changes): {error}")
     if kind == "auth_error":
         return f"{model}: the provider refused the credentials (check {_key_variable(provider)}): {error}"
     if kind == "context_window":
@@ -681,6 +770,81 @@ def _failure_message(kind: Outcome, model: str, provider: str, error: str, attem
     if kind in RETRYABLE:
         return f"{model}: {_OUTCOME_WORDS[kind]}: {error}"
     return f"{model}: {error}"
+
+
+def _bad_json(exc: BaseException) -> json.JSONDecodeError | None:
+    return next((link for link in _exception_chain(exc) if isinstance(link, json.JSONDecodeError)), None)
+
+
+# OpenAI's words for a billing quota that is spent; a per-minute quota ("rate limit reached") clears by itself.
+_QUOTA_USED_UP = re.compile(r"insufficient_quota|exceeded your current quota", re.IGNORECASE)
+
+
+def _quota_used_up(exc: BaseException) -> bool:
+    return any(_QUOTA_USED_UP.search(str(link)) for link in _exception_chain(exc))
+
+
+# Kinds whose exception carries the provider's real HTTP status (a connection error's or a timeout's is made up).
+_HTTP_KINDS = frozenset({"rate_limited", "server_error", "auth_error", "bad_request", "context_window"})
+
+
+def _attempt_error(
+    litellm: ModuleType, exc: BaseException, kind: Outcome, timeout_s: float, streamed: int, *, over_http: bool
+) -> str:
+    """One line for the operator that names the fault: the HTTP status, "truncated", "stalled", "not valid JSON".
+    `over_http` is False for a custom (scripted) provider, whose errors only borrow HTTP status codes."""
+    if isinstance(exc, TimeoutError):
+        if streamed:
+            return f"the stream stalled after {streamed} chunk(s): no complete reply within {timeout_s:g} s"
+        return f"no answer within {timeout_s:g} s"
+    if isinstance(exc, _StreamCut):
+        return str(exc)
+    if isinstance(exc, _StreamBroken):
+        where = f"after {exc.chunks} chunk(s)"
+        if kind == "timeout":
+            return f"the stream stalled {where}: no data within {timeout_s:g} s"
+        bad = _bad_json(exc.cause)
+        if bad is not None:
+            return f"the stream broke off {where}: a chunk is not valid JSON ({bad})"
+        if kind == "connection_error":
+            return f"the connection dropped {where} of the stream: {one_line(exc.cause, 200)}"
+        return f"the stream broke off {where}: {one_line(exc.cause, 200)}"
+    text = one_line(exc)
+    status = getattr(exc, "status_code", None)
+    mid_stream = getattr(litellm, "MidStreamFallbackError", None)
+    if (over_http and kind in _HTTP_KINDS and isinstance(status, int) and 400 <= status <= 599
+            and str(status) not in text and not (mid_stream is not None and isinstance(exc, mid_stream))):  # fmt: skip
+        text = f"{text} (HTTP {status})"
+    return text
+
+
+# --- secrets -------------------------------------------------------------------------------------------------
+
+# Environment variables whose values are credentials (the names the worker's shell is also kept from).
+_SECRET_NAME = re.compile(
+    r"(?i)(api[_-]?key|secret|token|passw(or)?d|credential|private[_-]?key|access[_-]?key|session[_-]?key|auth)"
+)
+_MIN_SECRET_CHARS = 8  # shorter values ("1", "true") are not worth hiding and would mangle every message
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
+REDACTED = "[redacted]"
+
+
+def _secrets(api_key: str | None) -> list[str]:
+    """The credentials an error text must not carry: the key given to this call and every secret-looking variable."""
+    found = {
+        value for name, value in os.environ.items() if _SECRET_NAME.search(name) and len(value) >= _MIN_SECRET_CHARS
+    }
+    if api_key and len(api_key) >= _MIN_SECRET_CHARS:
+        found.add(api_key)
+    return sorted(found, key=len, reverse=True)  # a key that contains another is replaced whole
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """`text` without any of `secrets` or a bearer token: provider errors may quote the key they were sent, and
+    every error goes into events.jsonl, the gates and the headless log."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return _BEARER.sub(rf"\1 {REDACTED}", text)
 
 
 # --- the call ------------------------------------------------------------------------------------------------
@@ -702,7 +866,7 @@ async def complete(
     rng: random.Random | None = None,
     extra_params: Mapping[str, Any] | None = None,
 ) -> Completion:
-    """One non-streaming chat completion through litellm, retried by the engine.
+    """One chat completion through litellm, retried by the engine; streamed when `policy.stream` asks for it.
 
     `messages` are chat messages (OpenAI shape, or `Completion.message` as returned). `tools` are OpenAI tool
     specs or bare {"name", "description", "parameters"}. `thinking` is an aw-tui level (`map_thinking`).
@@ -711,13 +875,17 @@ async def complete(
     tries (inject a fake in tests); `rng` draws the jitter. `extra_params` go to litellm as they are
     (temperature, max_tokens, ...).
 
-    Retries: rate_limited waits Retry-After capped at `policy.max_retry_after_s` (backoff when absent);
-    server_error, connection_error and timeout back off exponentially with jitter; anything else fails at once.
-    Raises LlmError after the last try, or before the first when a needed API key is missing.
+    Retries: rate_limited and server_error wait Retry-After capped at `policy.max_retry_after_s` (backoff when
+    absent); connection_error and timeout back off exponentially with jitter; anything else fails at once, and so
+    does a 429 that says the quota is used up. A stream that ends without a finish reason or breaks off is a
+    failed attempt (connection_error, or server_error for a chunk that is not JSON), never a partial answer.
+    Raises LlmError after the last try, or before the first when a needed API key is missing. Error texts never
+    carry the API key or a secret-looking environment variable's value (`redact`).
     """
     litellm = await _load_litellm_off_loop()
     started = time.perf_counter()
     attempts: list[Attempt] = []
+    secrets = _secrets(api_key)
 
     async def report(attempt: Attempt) -> None:
         attempts.append(attempt)
@@ -727,6 +895,7 @@ async def complete(
                 await result
 
     async def refuse(kind: Outcome, message: str) -> LlmError:
+        message = redact(message, secrets)
         await report(Attempt(1, model, kind, 0.0, message))
         return LlmError(kind, message, attempts)
 
@@ -745,15 +914,19 @@ async def complete(
             raise await refuse("auth_error", problem)
 
     effort = map_thinking(model, thinking)
+    over_http = not _is_custom_provider(litellm, provider)
+    streaming = policy.stream and over_http
     kwargs: dict[str, Any] = dict(extra_params or {})
     kwargs.update(
         model=model,
         messages=[to_api_message(m) for m in messages],
         num_retries=0,  # the engine retries; this also turns off the OpenAI SDK's hidden retries
         timeout=policy.timeout_s,
-        stream=False,
+        stream=streaming,
         _skip_mcp_handler=True,  # tools= would otherwise import litellm's MCP gateway (needs the mcp package)
     )
+    if streaming:
+        kwargs["stream_options"] = {"include_usage": True}  # the provider's own count, not litellm's estimate
     if tools:
         kwargs["tools"] = [_api_tool(tool) for tool in tools]
     if api_base:
@@ -773,26 +946,33 @@ async def complete(
         number += 1
         attempt_started = time.perf_counter()
         billed: Usage | None = None
+        streamed = [0]  # chunks received so far in this attempt
         try:
             async with asyncio.timeout(policy.timeout_s):
                 with _litellm_logging_off(litellm, kwargs):
                     response = await litellm.acompletion(**kwargs)
+                    if streaming:
+                        response = await _read_stream(litellm, response, kwargs["messages"], streamed)
             billed = _usage(litellm, response, model)
             message, finish_reason = _assistant_message(response)
         except Exception as exc:  # noqa: BLE001 - every failure is classified and reported
             duration_ms = (time.perf_counter() - attempt_started) * 1000
             kind = classify(exc)
-            error = one_line(exc) if not isinstance(exc, TimeoutError) else f"no answer within {policy.timeout_s:g} s"
+            error = redact(_attempt_error(litellm, exc, kind, policy.timeout_s, streamed[0], over_http=over_http),
+                           secrets)  # fmt: skip
+            quota_used_up = kind == "rate_limited" and _quota_used_up(exc)
             delay: float | None = None
-            if kind in RETRYABLE and number < policy.max_attempts:
-                hinted = retry_after_s(exc) if kind == "rate_limited" else None
+            if kind in RETRYABLE and number < policy.max_attempts and not quota_used_up:
+                # A 503 may say when to come back just as a 429 does.
+                hinted = retry_after_s(exc) if kind in ("rate_limited", "server_error") else None
                 if hinted is not None:
                     delay = min(hinted, policy.max_retry_after_s)
                 else:
                     delay = policy.backoff_s(number, rng)
             await report(Attempt(number, model, kind, duration_ms, error, delay, billed))
             if delay is None:
-                raise LlmError(kind, _failure_message(kind, model, provider, error, number), attempts) from exc
+                failure = _failure_message(kind, model, provider, error, number, quota_used_up=quota_used_up)
+                raise LlmError(kind, failure, attempts) from exc
             await sleep(delay)
             continue
         duration_ms = (time.perf_counter() - attempt_started) * 1000

@@ -133,6 +133,7 @@ class Orchestrator:
             max_attempts=self.settings.llm.max_attempts,
             max_retry_after_s=self.settings.llm.max_retry_after_s,
             timeout_s=self.settings.llm.timeout_s,
+            stream=self.settings.llm.stream,
         )
 
     # --- plumbing ------------------------------------------------------------------------------------------

@@ -71,6 +71,8 @@ class LlmSettings(_SettingsModel):
     max_attempts: int = Field(default=4, ge=1, le=20)
     max_retry_after_s: float = Field(default=60.0, ge=0, allow_inf_nan=False)
     timeout_s: float = Field(default=600.0, gt=0, allow_inf_nan=False)
+    # Ask for replies as streams: a stream cut short or broken off is then a failed attempt, retried like the rest.
+    stream: bool = False
 
 
 class DelegateSettings(_SettingsModel):
