@@ -10,95 +10,24 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import aw_tui
 from aw_tui.store.control import read_commands
 from aw_tui.store.run import open_run
-from tests.cli_kit import assert_one_error_line, run_main
+from tests.cli_kit import (
+    SCRIPTED, assert_one_error_line, events, final_state, only_run, run_main, run_process, start_process,
+    stop_process, wait_for_event,
+)  # fmt: skip
 
-REPO_ROOT = str(Path(aw_tui.__file__).resolve().parents[1])
-SCRIPTED = ["--analyst", "scripted/analyst", "--worker", "scripted/worker"]
 STEP_FILES = ["0001_analyst_plan.md", "0002_worker_result.md", "0003_analyst_review.md"]
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
-
-
-
-
-
-def process_env(config_home: Path) -> dict[str, str]:
-    return {
-        **os.environ, "PYTHONPATH": REPO_ROOT, "XDG_CONFIG_HOME": str(config_home),
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-    }  # fmt: skip
-
-
-def run_process(argv: list[str], *, cwd: Path, config_home: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aw_tui", *argv], cwd=cwd, env=process_env(config_home), capture_output=True,
-        text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-def start_process(argv: list[str], *, cwd: Path, config_home: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`python -m aw_tui ...` in the background; its output goes to a file (a pipe nobody reads could fill up)."""
-    with open(log, "wb") as sink:
-        return subprocess.Popen(
-            [sys.executable, "-m", "aw_tui", *argv], cwd=cwd, env=process_env(config_home), stdout=sink,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-
-
-def stop_process(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=10)
-
-
-def only_run(runs_root: Path) -> Path:
-    runs = [p for p in runs_root.iterdir() if p.is_dir() and p.name.startswith("aw_")] if runs_root.is_dir() else []
-    assert len(runs) == 1, f"expected one run under {runs_root}, found {[p.name for p in runs]}"
-    return runs[0]
-
-
-def events(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "events.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:  # a line being written right now
-            break
-    return out
-
-
-def wait_for_event(
-    runs_root: Path, matches: Callable[[dict[str, Any]], bool], *, process: subprocess.Popen[Any], log: Path,
-    timeout: float = 30,
-) -> Path:  # fmt: skip
-    """Poll the (only) run under runs_root until an event matches; returns the run directory."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if runs_root.is_dir():
-            runs = [p for p in runs_root.iterdir() if (p / "events.jsonl").is_file()]
-            if runs and any(matches(e) for e in events(runs[0])):
-                return runs[0]
-        if process.poll() is not None:
-            pytest.fail(f"the engine exited ({process.returncode}) before the awaited event:\n{log.read_text()}")
-        time.sleep(0.02)
-    pytest.fail(f"no matching event within {timeout} s:\n{log.read_text()}")
 
 
 def lock_holders(run_dir: Path) -> list[str]:
@@ -122,10 +51,6 @@ def wait_until_not_live(run_dir: Path, timeout: float = 5.0) -> None:
             pytest.fail(f"the lease of {run_dir.name} is still live {timeout} s after its engine was killed; "
                         f"processes with the lock file open: {lock_holders(run_dir) or 'none'}")  # fmt: skip
         time.sleep(0.05)
-
-
-def final_state(run_dir: Path) -> str:
-    return open_run(run_dir, use_checkpoint=False).state.state
 
 
 def ledger(run_dir: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from aw_tui.ui.screens.run import RunScreen
 from aw_tui.ui.widgets.agent_tree import AgentTree
 from aw_tui.ui.widgets.gate_queue import GateQueue
 from aw_tui.ui.widgets.status_line import StatusLine
-from tests.test_cli_engine import SCRIPTED, events, final_state, start_process, stop_process, wait_for_event
+from tests.cli_kit import SCRIPTED, events, final_state, start_process, stop_process, wait_for_event
 from tests.ui.ui_kit import wait_for_run_screen
 
 TIMEOUT_S = 20.0  # for one awaited change; every wait polls, so a healthy run takes a fraction of it
