@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from typing import Any, get_args
 
 from aw_tui.model import events as ev
-from aw_tui.model.commands import ANSWERABLE_GATE_KINDS, judge_command, new_command
+from aw_tui.model.commands import ANSWERABLE_GATE_KINDS, Command, judge_command, new_command
 from aw_tui.model.describe import describe_event
-from aw_tui.store.control import send_command
+from aw_tui.store.atomic import raise_with_path
+from aw_tui.store.control import read_commands, send_command
 from aw_tui.store.run import RunWriter
 
 EXIT_FINISHED, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -85,6 +86,10 @@ class GatePrompt:
                 self._loop.remove_reader(sys.stdin.fileno())
             self._reading = False
 
+    def ask_open_gates(self) -> None:
+        """Ask about the gates already open (a resumed run), as soon as the loop runs."""
+        self._loop.call_soon(self._ask_next)
+
     def close(self) -> None:
         self._stop_reading()
 
@@ -134,20 +139,33 @@ async def drive(
     orchestrator.add_listener(printer)
     chosen = set(auto_approve)
 
+    def auto_approves(kind: str, options: Sequence[str]) -> bool:
+        return kind in chosen and FAILURE_OPTION not in options
+
+    def approve(gate_id: str, kind: str) -> None:
+        try:
+            send_command(writer.paths, new_command(
+                "approve", gate_id=gate_id, source=f"operator (--auto-approve {kind})"))  # fmt: skip
+        except OSError as error:
+            raise_with_path(error, writer.paths.control)
+
     def auto(events: Sequence[ev.Event]) -> None:
         for event in events:
-            if isinstance(event, ev.GateOpened) and event.kind in chosen and FAILURE_OPTION not in event.options:
-                send_command(writer.paths, new_command(
-                    "approve", gate_id=event.id, source=f"operator (--auto-approve {event.kind})"))  # fmt: skip
+            if isinstance(event, ev.GateOpened) and auto_approves(event.kind, event.options):
+                approve(event.id, event.kind)
 
     if chosen:
         orchestrator.add_listener(auto)
+
+    def hint_for(gate_id: str, kind: str) -> None:
+        verb = "answer" if kind == "operator_input" else "approve"
+        console.print(f"waiting for the operator: aw-tui {verb}|reject {writer.paths.root.name} {gate_id}"
+                      + (" TEXT" if verb == "answer" else ""), style="yellow", markup=False, highlight=False)
+
     def hint(events: Sequence[ev.Event]) -> None:
         for event in events:
-            if isinstance(event, ev.GateOpened) and (event.kind not in chosen or FAILURE_OPTION in event.options):
-                verb = "answer" if event.kind == "operator_input" else "approve"
-                console.print(f"waiting for the operator: aw-tui {verb}|reject {writer.paths.root.name} {event.id}"
-                              + (" TEXT" if verb == "answer" else ""), style="yellow", markup=False, highlight=False)
+            if isinstance(event, ev.GateOpened) and not auto_approves(event.kind, event.options):
+                hint_for(event.id, event.kind)
 
     prompt: GatePrompt | None = None
     if interactive:
@@ -156,6 +174,17 @@ async def drive(
     else:
         orchestrator.add_listener(hint)
     console.print(f"[bold]{writer.paths.root.name}[/]  [dim]{writer.paths.root}[/]", highlight=False)
+    # Gates a stopped engine left open (a resumed run) get what a new gate gets: the listeners above only hear of
+    # gates opened from now on, and the engine would wait for an answer nobody was asked for.
+    answered = _gates_with_pending_decisions(writer)
+    for gate in writer.state.open_gates:
+        if auto_approves(gate.kind, gate.options):
+            if gate.id not in answered:  # the earlier process sent it; a second approval would only be rejected
+                approve(gate.id, gate.kind)
+        elif prompt is None and gate.id not in answered:
+            hint_for(gate.id, gate.kind)
+    if prompt is not None and writer.state.open_gates:
+        prompt.ask_open_gates()
     try:
         final = await orchestrator.run()
     finally:
@@ -163,6 +192,16 @@ async def drive(
             prompt.close()
     console.print(summary_line(writer), highlight=False, markup=False)
     return EXIT_FINISHED if final == "FINISHED" else EXIT_FAILED if final in ("ABORTED", "FAILED") else EXIT_INTERRUPTED
+
+
+def _gates_with_pending_decisions(writer: RunWriter) -> set[str]:
+    """Gates that a command in control.jsonl, not yet handled by any engine, approves, rejects or answers."""
+    handled = writer.state.commands
+    return {
+        item.gate_id for item in read_commands(writer.paths.root)
+        if isinstance(item, Command) and item.cmd in ("approve", "reject", "answer") and item.gate_id
+        and item.id not in handled
+    }  # fmt: skip
 
 
 def summary_line(writer: RunWriter) -> str:
@@ -184,14 +223,25 @@ def summary_line(writer: RunWriter) -> str:
 
 
 def run_headless(writer: RunWriter, console: Any, **options: Any) -> int:
-    """`drive` on a fresh event loop; Ctrl-C leaves the run resumable and exits 130. Releases the lease."""
+    """`drive` on a fresh event loop; Ctrl-C leaves the run resumable and exits 130. Releases the lease.
+
+    A failed write (a full disk) ends it with that OSError, which names the file; the run is left resumable."""
+    failed = True
     try:
-        return asyncio.run(drive(writer, console, **options))
+        code = asyncio.run(drive(writer, console, **options))
+        failed = False
+        return code
     except KeyboardInterrupt:
+        failed = False
         console.print(
             f"\n[yellow]stopped; the run is left as it is. Continue it with: aw-tui resume {writer.paths.root}[/]",
             highlight=False,
         )
         return EXIT_INTERRUPTED
     finally:
-        writer.close()
+        try:
+            writer.close()  # releases the lease even when rewriting the derived files fails
+        except OSError:
+            if not failed:
+                raise
+            # Already failing: the first error says what went wrong; this one (the same full disk) would hide it.

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from aw_tui.engine.orchestrator import ENGINE_KEY, run_settings
+from aw_tui.engine.orchestrator import ENGINE_KEY, run_settings, unrecorded_agents
 from aw_tui.model.settings import Settings
 from aw_tui.model.state import RunState
 from aw_tui.packaged import package_dir
@@ -108,8 +108,9 @@ def prepare_engine(writer: RunWriter) -> None:
 def scripted_calls_made(state: RunState) -> dict[str, int]:
     """Calls each scripted role already answered in turns that count (interrupted turns are played again)."""
     made: dict[str, int] = {}
+    redone = {agent.id for agent in unrecorded_agents(state)}  # about to be recorded as interrupted
     for agent in state.agents.values():
-        if agent.status in ("interrupted", "running") or not agent.model.startswith(SCRIPTED_PREFIX):
+        if agent.status == "interrupted" or agent.id in redone or not agent.model.startswith(SCRIPTED_PREFIX):
             continue
         role = agent.model[len(SCRIPTED_PREFIX) :]
         made[role] = made.get(role, 0) + agent.llm_calls + agent.llm_failures

@@ -19,7 +19,7 @@ import contextlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -53,13 +53,13 @@ from aw_tui.model import events as ev
 from aw_tui.model.commands import ANSWERABLE_GATE_KINDS, Command, judge_command
 from aw_tui.model.formatting import one_line
 from aw_tui.model.settings import Settings
-from aw_tui.model.state import Gate, RunState
+from aw_tui.model.state import AgentNode, Gate, RunState
 from aw_tui.model.stepreport import StepReportData, render_step_report
-from aw_tui.store.atomic import atomic_write_text
+from aw_tui.store.atomic import atomic_write_text, raise_with_path
 from aw_tui.store.control import BadCommand, ControlReader
-from aw_tui.store.eventlog import Clock, utc_now
+from aw_tui.store.eventlog import Clock, read_events, utc_now
 from aw_tui.store.jsonl import JsonlRecord, append_lines, read_all
-from aw_tui.store.run import RunWriter
+from aw_tui.store.run import RunError, RunWriter
 
 MAX_WORKER_RECOVERIES = 2
 HEARTBEAT_S = 5.0
@@ -76,6 +76,8 @@ FAILURE_OPTION = "failure"
 PHASE_FILE_SUFFIX = {"plan": "analyst_plan", "result": "worker_result", "review": "analyst_review"}
 # The states in which the engine works; an operator_input gate's binding names the one to return to.
 WORKING_STATES = ("ANALYST_PLANNING", "WORKER_RUNNING", "ANALYST_REVIEWING")
+# The states in which the run waits for the operator's answer to a gate.
+WAITING_STATES = ("WAITING_FOR_OPERATOR", "BLOCKED_NEEDS_OPERATOR", "DONE_NEEDS_OPERATOR_CONFIRMATION")
 
 
 class StopRun(Exception):
@@ -100,6 +102,29 @@ def run_settings(state: RunState) -> tuple[Settings, dict[str, Any]]:
     data = dict(state.settings)
     engine = data.pop(ENGINE_KEY, None) or {}
     return Settings.model_validate(data), dict(engine)
+
+
+def unrecorded_agents(state: RunState) -> list[AgentNode]:
+    """The agents whose work no step report records, left by an engine that died: every running agent, and an
+    analyst or worker turn that finished but died before its step report was written (with its sub-agents).
+
+    Such a turn's answer was never acted on, so it is redone. Recording it as interrupted keeps its spending apart
+    from the recorded steps, and the scripted provider plays its calls again instead of skipping them.
+    """
+    agents = state.agents
+    marked = {a.id for a in agents.values() if a.status == "running"}
+    if state.kind == "analyst_worker":
+        recorded = {ref.agent for ref in state.steps}
+        unrecorded = [a for a in agents.values() if a.parent is None and a.step is not None
+                      and a.role in ("analyst", "worker") and a.status == "done" and a.id not in recorded]  # fmt: skip
+        marked.update(a.id for a in unrecorded)
+        pending = [child for a in unrecorded for child in a.children]
+        while pending:  # the sub-agents of an unrecorded turn belong to it
+            node = agents.get(pending.pop())
+            if node is not None and node.status == "done" and node.id not in marked:
+                marked.add(node.id)
+                pending.extend(node.children)
+    return [a for a in agents.values() if a.id in marked]
 
 
 class Orchestrator:
@@ -128,7 +153,9 @@ class Orchestrator:
         self._operator_wait_s = 0.0
         self._derived_at = float("-inf")
         self._derived_timer: asyncio.TimerHandle | None = None
-        self._session = _Session(self.paths.artifacts_dir / "sessions" / "analyst.jsonl")
+        self._disk_error: OSError | None = None  # the first write to the run directory that failed
+        self._stopped_by_disk_error = False  # the main loop was cancelled because of it
+        self._session = AnalystSession(self.paths.artifacts_dir / "sessions" / "analyst.jsonl")
         self.retry_policy = llm.RetryPolicy(
             max_attempts=self.settings.llm.max_attempts,
             max_retry_after_s=self.settings.llm.max_retry_after_s,
@@ -146,11 +173,24 @@ class Orchestrator:
         self._listeners.append(listener)
 
     def emit(self, *events: ev.Event) -> list[ev.Event]:
-        stamped = self.writer.emit(*events)
-        for listener in self._listeners:
-            listener(stamped)
+        with self._noting_disk_errors():
+            stamped = self.writer.emit(*events)
+            for listener in self._listeners:
+                listener(stamped)  # a listener may write too (--auto-approve sends its command)
         self._changed.set()
         return stamped
+
+    @contextlib.contextmanager
+    def _noting_disk_errors(self) -> Iterator[None]:
+        """Remember the first failed write (to the run directory, or by a listener). Hooks run inside the agent loop
+        and its tools, which turn errors into tool results; if the run fails, it must fail with this error, not with
+        a later one it caused."""
+        try:
+            yield
+        except OSError as error:
+            if self._disk_error is None:
+                self._disk_error = error
+            raise
 
     async def _until(self, condition: Callable[[], bool]) -> None:
         """Wait until `condition()` holds; re-checked whenever an event is emitted."""
@@ -167,25 +207,50 @@ class Orchestrator:
             self._write_derived_now()
         elif self._derived_timer is None:
             self._derived_timer = asyncio.get_running_loop().call_later(
-                DERIVED_INTERVAL_S - elapsed, self._write_derived_now
+                DERIVED_INTERVAL_S - elapsed, self._write_derived_later
             )
+
+    def _write_derived_later(self) -> None:
+        """The timer's rewrite: an error here has no caller to go to, so it stops the run like one in a turn."""
+        try:
+            self._write_derived_now()
+        except OSError as error:
+            self._stop_for_disk_error(error)
+
+    def _stop_for_disk_error(self, error: OSError) -> None:
+        """A write to the run directory failed outside the main loop (a full disk, say): end the run with it.
+
+        The run is left as a crash would leave it, so `aw-tui resume` continues it once the disk has room; `run()`
+        raises the first such error, which names the file."""
+        if self._disk_error is None:
+            self._disk_error = error
+        self._stopped_by_disk_error = True
+        if self._main is not None and not self._main.done():
+            self._main.cancel()
 
     def _write_derived_now(self) -> None:
         if self._derived_timer is not None:
             self._derived_timer.cancel()
             self._derived_timer = None
         self._derived_at = time.monotonic()
-        self.writer.write_derived()
+        with self._noting_disk_errors():
+            self.writer.write_derived()
 
     # --- the run -------------------------------------------------------------------------------------------
 
     async def run(self) -> str:
         """Run until the run ends; returns the final state. Takes commands from control.jsonl meanwhile."""
+        if self.state.created_at is None:
+            # Its first write (run.created) was lost: there is no task or settings to continue with, and the
+            # defaults would send a real model a task nobody gave it.
+            raise RunError(f"{self.paths.root.name}: the run's first event (run.created) is missing, so there is "
+                           "nothing to continue; start the run again")  # fmt: skip
         self._recover_after_restart()
         background = [
             asyncio.create_task(self._control_loop(), name="aw-control"),
             asyncio.create_task(self._heartbeat_loop(), name="aw-heartbeat"),
         ]
+        failed = True
         try:
             await self._process_commands()  # commands queued while no engine ran (pause, abort, answers)
             if not self.state.is_terminal and self._stop is None:
@@ -193,20 +258,34 @@ class Orchestrator:
                 try:
                     await self._main
                 except asyncio.CancelledError:
+                    if self._stopped_by_disk_error:
+                        raise self._disk_error  # type: ignore[misc] # the first write that failed
                     if self._stop is None:
                         raise  # we were cancelled from outside, not by abort/finish
+                except Exception:
+                    if self._disk_error is not None:
+                        raise self._disk_error
+                    raise
             if self._stop is not None and not self.state.is_terminal:
                 self._finish(self._stop.state, self._stop.reason)
+            failed = False
         finally:
             await stop_background(background)
             if self._tools is not None:
                 await self._tools.abort(grace_s=0.5)
-            self._derived(force=True)
+            try:
+                self._derived(force=True)
+            except OSError:
+                if not failed:
+                    raise
+                # The run is stopping on an error already (a full disk, most likely); that one is the news.
         return self.state.state
 
     def _recover_after_restart(self) -> None:
-        """Mark turns that were in flight when the last engine died as interrupted; they are redone."""
-        interrupted = [a for a in self.state.agents.values() if a.status == "running"]
+        """Pick up after an engine that died: finish a commit it left cut short, and record the turns it left in
+        flight as interrupted (they are redone)."""
+        self._complete_cut_commit()  # first: a completed commit records its turn, which then is not redone
+        interrupted = unrecorded_agents(self.state)
         if interrupted:
             self.emit(
                 *(ev.AgentFinished(id=a.id, status="interrupted",
@@ -218,6 +297,53 @@ class Orchestrator:
         if self.state.state in ("IDLE", "CONFIGURING"):
             self.emit(ev.RunStateChanged(state="ANALYST_PLANNING", reason="the analyst plans the first stage"))
         self._derived(force=True)
+
+    def _complete_cut_commit(self) -> None:
+        """Finish recording the last turn if the engine died in the middle of its commit.
+
+        A turn is committed in one write: step.report, then the memo (analyst), the state change and any gate. A
+        crash can tear that write after its first lines (a write that spans a page, or a power cut); the repair then
+        keeps the whole lines, and the run would be left with the step recorded but its decision lost: the same turn
+        done again, a worker without an instruction, a waiting state nobody is asked about. The decision is still
+        known: the step report holds the state it led to, and the analyst's answer (its agent's report) the rest.
+        """
+        ledger_steps = self.state.ledger.steps
+        last = ledger_steps[-1] if ledger_steps else None
+        if last is None or last.state_after is None:
+            return
+        state_after = last.state_after
+        if self.state.state == state_after and (state_after not in WAITING_STATES or self.state.open_gates):
+            return  # the common case, decided without reading the log
+        events = read_events(self.paths.events)
+        where = max((i for i, e in enumerate(events) if isinstance(e, ev.StepReport)), default=None)
+        if where is None:
+            return
+        # A torn commit is the log's last write: after it come only this process's repair notes.
+        tail = [e for e in events[where + 1:] if not isinstance(e, ev.Log)]
+        if not all(isinstance(e, (ev.MemoUpdated, ev.RunStateChanged)) for e in tail):
+            return  # the run went on after this step, so its commit was whole
+        has_memo = any(isinstance(e, ev.MemoUpdated) for e in tail)
+        has_state = any(isinstance(e, ev.RunStateChanged) for e in tail)
+        reason = f"completing the record of step {last.step}, cut short when the engine stopped"
+        agent = self.state.agents.get(last.agent or "")
+        if last.role != "analyst" or agent is None:
+            if not has_state:
+                self.emit(ev.RunStateChanged(state=state_after, reason=reason))  # type: ignore[arg-type]
+            return
+        memo, next_state, _, gate = self._analyst_outcome(last.step, last.phase, agent.report or "")
+        # The answer decides the same again, except where it depends on the clock (the autonomous-hours limit):
+        # then the recorded state stands, and a waiting state without its gate is asked about by
+        # _wait_for_operator.
+        gate = gate if next_state == state_after else None
+        if has_state and gate is None:
+            return
+        extra: list[ev.Event] = [] if has_memo else [memo]
+        if gate is not None:
+            kind, title, body, binding = gate
+            self._open_gate(kind, title, body=body, binding=binding, requested_by=agent.id,
+                            state=None if has_state else state_after, reason=reason, extra=extra)  # fmt: skip
+        else:
+            self.emit(*extra, ev.RunStateChanged(state=state_after, reason=reason))  # type: ignore[arg-type]
 
     async def _main_loop(self) -> None:
         try:
@@ -501,14 +627,23 @@ class Orchestrator:
                                       context_tokens=context_tokens, retry_state=current)  # fmt: skip
         if result is None:
             return
-        text = result.text
+        memo, next_state, reason, gate = self._analyst_outcome(step, mode, result.text)
+        self._write_step(step, "analyst", mode, spec, result, started, next_state, memo.instruction_id)
+        with self._noting_disk_errors():
+            self._session.save(step, history, result)
+        self._commit_turn(step, "analyst", mode, spec, result, next_state, reason, [memo], gate)
+
+    def _analyst_outcome(
+        self, step: int, mode: str, text: str,
+    ) -> tuple[ev.MemoUpdated, str, str, tuple[str, str, str, str | None] | None]:  # fmt: skip
+        """What the analyst's answer decides: the memo, the next state and why, and the gate to open (kind, title,
+        body, binding) if any."""
         decision = parse_next_state(text) or "NEEDS_WORKER"
         memo = ev.MemoUpdated(
             hypothesis=section(text, "Hypothesis") or None,
             next_action=_none_if_empty(_first_line(section(text, "Worker instruction"))),
             operator_expected=_none_if_empty(section(text, "Operator handoff")),
         )
-        follow: list[ev.Event] = []
         gate: tuple[str, str, str, str | None] | None = None  # kind, title, body, binding
         if substantive_length(text) < MIN_SUBSTANTIVE_ANALYST_CHARS:
             next_state, reason = "BLOCKED_NEEDS_OPERATOR", "the analyst produced no substantive plan"
@@ -540,10 +675,7 @@ class Orchestrator:
             else:
                 memo = memo.model_copy(update={"instruction_id": instruction_id(step, text), "instruction": instruction})
                 next_state, reason, gate = self._worker_checkpoint(mode)
-        self._write_step(step, "analyst", mode, spec, result, started, next_state, memo.instruction_id)
-        follow.append(memo)
-        self._session.save(step, history, result)
-        self._commit_turn(step, "analyst", mode, spec, result, next_state, reason, follow, gate)
+        return memo, next_state, reason, gate
 
     def _worker_checkpoint(self, mode: str) -> tuple[str, str, tuple[str, str, str, str | None] | None]:
         """Before handing a stage to the worker: the operator's limits (steps between check-ins, hours)."""
@@ -645,16 +777,21 @@ class Orchestrator:
         state_after: str, instruction: str | None, *, recovery: str | None = None,
     ) -> None:  # fmt: skip
         node = self.state.agents.get(spec.id)
+        earlier = [a.id for a in self.state.agents.values() if a.step == step and a.role == role and a.parent is None
+                   and a.status == "interrupted" and a.id != spec.id]  # fmt: skip
+        note = (f"An earlier try of this turn ({', '.join(earlier)}) was interrupted when the engine stopped; this "
+                "is the redo. The earlier try's spending is in the ledger's totals, not in this step.") if earlier else None
         report = render_step_report(
             StepReportData(
                 step=step, role=role, phase=phase, model=spec.model, thinking=spec.thinking, started_at=started,
                 finished_at=self._clock(), usage=result.usage, final_answer=result.text,
                 transcript=result.turn_messages, state_after=state_after, instruction_id=instruction,
                 agent_id=spec.id, tool_ms_by_name=dict(node.tool_ms_by_name) if node else {},
-                tool_errors=node.tool_errors if node else 0, recovery=recovery,
+                tool_errors=node.tool_errors if node else 0, recovery=recovery, note=note,
             )  # fmt: skip
         )
-        atomic_write_text(self.paths.step_file(step, PHASE_FILE_SUFFIX[phase]), report)
+        with self._noting_disk_errors():
+            atomic_write_text(self.paths.step_file(step, PHASE_FILE_SUFFIX[phase]), report)
 
     def _commit_turn(
         self, step: int, role: str, phase: str, spec: AgentSpec, result: AgentResult, next_state: str, reason: str,
@@ -682,7 +819,11 @@ class Orchestrator:
         watcher = asyncio.create_task(self._watch_control(wake)) if self.options.watch else None
         try:
             while True:
-                await self._process_commands()
+                try:
+                    await self._process_commands()
+                except OSError as error:  # acknowledging a command is a write too
+                    self._stop_for_disk_error(error)
+                    return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=self.options.control_poll_s)
                 wake.clear()
@@ -763,16 +904,21 @@ class Orchestrator:
             try:
                 self.writer.heartbeat()
             except OSError as error:
-                self.emit(ev.Log(level="warning", message=f"lease heartbeat failed: {error}"))
+                try:
+                    self.emit(ev.Log(level="warning", message=f"lease heartbeat failed: {error}"))
+                except OSError as log_error:  # nothing can be written: the disk is full
+                    self._stop_for_disk_error(log_error)
+                    return
 
 
 # --- the analyst's conversation, kept across turns --------------------------------------------------------------
 
 
-class _Session:
+class AnalystSession:
     """The analyst's conversation, saved turn by turn under artifacts/sessions/ so a resumed run continues it.
 
-    Each record names its step; records of steps that never completed (a crash after saving) are ignored.
+    Each record names its step; records of steps that never completed (a crash after saving) are ignored, and of
+    a step saved more than once (a crash after saving, then the redo) only the last record counts: the redo's.
     """
 
     def __init__(self, path: Path) -> None:
@@ -786,17 +932,23 @@ class _Session:
             items = read_all(self.path)
         except OSError:
             items = []
+        records: list[dict[str, Any]] = []
         for item in items:
             if not isinstance(item, JsonlRecord) or item.value.get("step") not in completed:
                 continue
-            messages = item.value.get("messages")
-            if not isinstance(messages, list):
+            if not isinstance(item.value.get("messages"), list):
                 continue
-            if item.value.get("reset"):
+            if records and records[-1].get("step") == item.value.get("step"):
+                records[-1] = item.value  # a redo of the step: its record replaces the interrupted try's
+            else:
+                records.append(item.value)
+        for record in records:
+            messages = record["messages"]
+            if record.get("reset"):
                 history = [history[0], *messages]
             else:
                 history.extend(messages)
-            context_tokens = int(item.value.get("context_tokens") or 0)
+            context_tokens = int(record.get("context_tokens") or 0)
         return history, context_tokens
 
     def save(self, step: int, history_in: list[dict[str, Any]], result: AgentResult) -> None:
@@ -805,8 +957,11 @@ class _Session:
         else:
             record = {"step": step, "messages": result.history[len(history_in):]}
         record["context_tokens"] = result.context_tokens
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        append_lines(self.path, [json.loads(json.dumps(record, default=str))])
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            append_lines(self.path, [json.loads(json.dumps(record, default=str))])
+        except OSError as error:
+            raise_with_path(error, self.path)
 
 
 # --- archive ---------------------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     try:
         fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     except OSError as error:
-        _raise_with_path(error, target)
+        raise_with_path(error, target)
     try:
         try:
             os.fchmod(fd, mode)  # mkstemp makes 0600; a derived file should read like any other
@@ -70,7 +70,7 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         except FileNotFoundError:
             pass
         if isinstance(error, OSError):
-            _raise_with_path(error, target)
+            raise_with_path(error, target)
         raise
     fsync_directory(directory)
 
@@ -80,8 +80,10 @@ def atomic_write_text(path: Path | str, text: str, *, encoding: str = "utf-8") -
     atomic_write_bytes(path, text.encode(encoding))
 
 
-def _raise_with_path(error: OSError, target: Path) -> NoReturn:
-    if error.filename is not None:
+def raise_with_path(error: OSError, target: Path | str) -> NoReturn:
+    """Raise `error`, naming `target` if it names no file: os.write's ENOSPC says what failed, not where.
+    An error without an errno (one of ours, whose message already says where) is raised as it is."""
+    if error.filename is not None or error.errno is None:
         raise error
     # OSError(errno, strerror, filename) picks the matching subclass (FileNotFoundError, ...).
     raise OSError(error.errno, error.strerror or str(error), str(target)) from error

@@ -21,7 +21,7 @@ from aw_tui.model.statemd import render_state_md
 from aw_tui.model.codec import CodecError, state_from_json
 from aw_tui.model.ledger import iso_or_none
 from aw_tui.model.summary import snapshot_json
-from aw_tui.store.atomic import atomic_write_text
+from aw_tui.store.atomic import atomic_write_text, raise_with_path
 from aw_tui.store.eventlog import Clock, EventReader, EventWriter, TailReset, utc_now
 from aw_tui.store.layout import RunPaths, create_run_dir
 from aw_tui.store.lease import LeaseHandle, LeaseStatus, acquire_lease, lease_status, read_lease
@@ -193,6 +193,8 @@ def list_step_files(paths: RunPaths) -> tuple[list[str], list[str]]:
 
 def read_step_report(paths: RunPaths, relative: str, *, limit: int = MAX_REPORT_BYTES) -> str:
     """The text of a step report named by a path relative to the run. Refuses anything resolving outside it."""
+    if "\x00" in relative:  # no file has such a name; the os functions below would raise ValueError on it
+        raise RunError(f"{relative!r}: not a file name (it holds a NUL byte); not read")
     candidate = paths.root / relative
     if not _inside(paths.root, candidate):
         raise RunError(f"{relative}: leads outside the run directory; not read")
@@ -230,7 +232,11 @@ class RunWriter:
         self.lease = lease
         self.state = state
         self._clock = clock
-        self._log = EventWriter(paths.events, last_seq=state.last_seq, recovered_dir=paths.recovered_dir, clock=clock)
+        try:  # opening repairs a torn last line, which writes too
+            self._log = EventWriter(paths.events, last_seq=state.last_seq, recovered_dir=paths.recovered_dir,
+                                    clock=clock)  # fmt: skip
+        except OSError as error:
+            raise_with_path(error, paths.events)
         self._events_bytes = _size(paths.events)
         if self._log.repair is not None:
             repair = self._log.repair
@@ -302,8 +308,14 @@ class RunWriter:
             raise
 
     def emit(self, *events: ev.Event) -> list[ev.Event]:
-        """Append events (stamped with seq and ts) and fold them into `state`. Returns the stamped events."""
-        stamped = self._log.append(events)
+        """Append events (stamped with seq and ts) and fold them into `state`. Returns the stamped events.
+
+        A failed write (a full disk) raises an OSError naming events.jsonl; nothing of the batch is applied.
+        """
+        try:
+            stamped = self._log.append(events)
+        except OSError as error:
+            raise_with_path(error, self.paths.events)
         self._events_lines += len(stamped)
         self.state = reduce_all(self.state, stamped)
         self._events_bytes = _size(self.paths.events)
@@ -349,7 +361,22 @@ def write_derived_files(
         "started_at": iso_or_none(state.created_at),
         "config": seed_config(state),
     }
-    atomic_write_text(paths.ledger_json, json.dumps(state.ledger.to_json(header), indent=2, ensure_ascii=False) + "\n")
+    ledger = state.ledger.to_json(header)
+    ledger["interrupted"] = interrupted_spending(state)
+    atomic_write_text(paths.ledger_json, json.dumps(ledger, indent=2, ensure_ascii=False) + "\n")
+
+
+def interrupted_spending(state: RunState) -> list[dict[str, Any]]:
+    """What turns cut off by a crash or kill spent before they were redone: in the totals, in no step.
+
+    With these, ledger.json adds up: the totals are the steps plus these entries (plus what sub-agents spent, which
+    is booked under their own role), and a reader can tell a redone turn's first try from a turn counted twice.
+    """
+    return [
+        {"agent": agent.id, "step": agent.step, "role": agent.role.upper(), "model": agent.model,
+         **agent.usage.to_json(), "llm_calls": agent.llm_calls}
+        for agent in state.agents.values() if agent.status == "interrupted"
+    ]  # fmt: skip
 
 
 def seed_config(state: RunState) -> dict[str, Any]:
