@@ -388,6 +388,8 @@ async def _run_tool_call(turn: _Turn, call: Mapping[str, str], tools: ToolContex
         turn.emit(ev.ToolFinished(agent=spec.id, call_id=call_id, tool=name, duration_ms=working_ms(),
                                   error="aborted"))  # fmt: skip
         raise
+    for level, message in result.log:  # e.g. how the worker's shell is confined, said at a run's first bash call
+        turn.emit(ev.Log(level=level, agent=spec.id, message=message))  # type: ignore[arg-type]
     turn.emit(
         ev.ToolFinished(
             agent=spec.id, call_id=call_id, tool=name, duration_ms=working_ms(), error=result.error,

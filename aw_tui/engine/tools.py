@@ -5,7 +5,8 @@ arguments that do not fit the schema, a path outside the workspace, a rejected d
 inside a handler all come back as a result the model can read (`content`), with `error` and `refused` set for
 the `tool.finished` event. Only cancellation propagates.
 
-Confinement lives in `aw_tui.engine.sandbox`; this module only asks it.
+Confinement lives in `aw_tui.engine.sandbox` (paths, the static command checks) and `aw_tui.engine.confine`
+(the OS layer around every process bash starts); this module only asks them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aw_tui.engine import confine
 from aw_tui.engine.sandbox import (
     DEFAULT_PROTECTED,
     CommandVerdict,
@@ -74,6 +76,7 @@ class ToolResult:
     error: str | None = None  # short, for the tool.finished event; None when the tool succeeded
     refused: bool = False  # the policy, the sandbox or the operator said no: nothing ran
     artifact: str | None = None  # the full output, saved under artifacts/ when `content` was cut
+    log: tuple[tuple[str, str], ...] = ()  # (level, message) for the run's event log, beside tool.finished
 
     @classmethod
     def failure(cls, message: str, *, content: str | None = None) -> ToolResult:
@@ -126,6 +129,11 @@ class ToolContext:
     agent_id: str | None = None
     allowed_tools: tuple[str, ...] | None = None
     delegate: DelegateHandler | None = None
+    # The OS layer around bash (aw_tui.engine.confine): what this machine supports; None probes it (once a
+    # process). An operator-approved dangerous command runs unconfined, with the operator's authority, unless
+    # `confine_approved_commands`: then it may write anywhere except the run directory and aw-tui's config.
+    shell_support: confine.Support | None = None
+    confine_approved_commands: bool = False
     _running: dict[int, _Running] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -173,6 +181,24 @@ class ToolContext:
         """
         protected = tuple(entry for entry in self.protected_paths() if entry.strip("/") != ".git")
         return classify_command(command, self.dangerous, workspace=self.workspace, protected=protected)
+
+    def shell_confinement(self, support: confine.Support, *, output_file: Path | None = None,
+                          approved: bool = False) -> confine.ShellConfinement:  # fmt: skip
+        """How bash runs a command here: writes only under the workspace and the temp dirs (anywhere, for an
+        approved command under `confine_approved_commands`), with the run directory and aw-tui's config dirs
+        read-only. `output_file` is the command's own output file, which it may reopen (`> /dev/stderr`)."""
+        from aw_tui.store.config import PROJECT_DIR_NAME, find_project_root, user_config_path
+
+        env = self.bash_environment()
+        protect = [self.artifacts_dir.parent, user_config_path().parent, self.root / PROJECT_DIR_NAME]
+        project = find_project_root(self.root)
+        if project is not None:
+            protect.append(project / PROJECT_DIR_NAME)
+        if env.get("HOME") and not approved:
+            # Kept out by Landlock anyway, unless it lies under a temp dir: then it is made read-only.
+            protect.append(Path(env["HOME"]))
+        return confine.plan(support, str(self.root), protect=[str(p) for p in protect], env=env,
+                            extra_files=[output_file] if output_file else (), anywhere=approved)  # fmt: skip
 
     def running_process_groups(self) -> list[int]:
         return sorted(self._running)
@@ -723,6 +749,7 @@ async def _bash(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     if "\x00" in command:
         raise ToolError("the command contains a NUL byte")
     verdict = ctx.classify(command)
+    operator_approved = False
     if verdict.dangerous:
         why = verdict.summary()
         if ctx.approve is None:
@@ -736,14 +763,25 @@ async def _bash(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         if approved is not True:
             raise SandboxRefusal(f"the operator rejected this command ({why}); it was not run. Do not retry it; "
                                  "find another way or ask the operator")  # fmt: skip
+        operator_approved = True
     timeout = min(float(args.get("timeout", ctx.bash_timeout_s)), ctx.bash_max_timeout_s)
     ctx.artifacts_dir.mkdir(parents=True, exist_ok=True)
     spool_fd, spool_name = tempfile.mkstemp(prefix=".bash-", suffix=".log", dir=ctx.artifacts_dir)
     spool = Path(spool_name)
     keep_spool = False
     try:
+        support = ctx.shell_support
+        if support is None:
+            support = await asyncio.to_thread(confine.system_support)
+        confinement = ctx.shell_confinement(support, output_file=spool)
+        log = _announce_confinement(ctx, confinement)
+        argv = [_bash_binary(), "-c", command]
+        if not operator_approved:
+            argv = confinement.command(argv)
+        elif ctx.confine_approved_commands:
+            argv = ctx.shell_confinement(support, output_file=spool, approved=True).command(argv)
         with os.fdopen(spool_fd, "wb") as sink:
-            outcome = await _run_bash(command, ctx, sink, timeout)
+            outcome = await _run_bash(argv, ctx, sink, timeout)
         size = spool.stat().st_size
         data = await asyncio.to_thread(_read_head, spool, ctx.max_capture_bytes)
         text = data.decode("utf-8", "replace")
@@ -772,11 +810,23 @@ async def _bash(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         error = outcome.error
         if error:
             text += f"[{error}]\n"
-        return ToolResult(content=text.rstrip("\n"), error=error, artifact=artifact)
+        return ToolResult(content=text.rstrip("\n"), error=error, artifact=artifact, log=log)
     finally:
         if not keep_spool:
             with contextlib.suppress(OSError):
                 spool.unlink()
+
+
+# Runs (by real run directory) whose log already says how the worker's shell is confined: said once per run.
+_ANNOUNCED_RUNS: set[str] = set()
+
+
+def _announce_confinement(ctx: ToolContext, confinement: confine.ShellConfinement) -> tuple[tuple[str, str], ...]:
+    run_dir = os.path.realpath(ctx.artifacts_dir.parent)
+    if run_dir in _ANNOUNCED_RUNS:
+        return ()
+    _ANNOUNCED_RUNS.add(run_dir)
+    return (confinement.describe(run_dir),)
 
 
 def _read_head(path: Path, limit: int) -> bytes:
@@ -790,11 +840,11 @@ class _BashOutcome:
     notes: list[str]
 
 
-async def _run_bash(command: str, ctx: ToolContext, sink: Any, timeout: float) -> _BashOutcome:
+async def _run_bash(argv: list[str], ctx: ToolContext, sink: Any, timeout: float) -> _BashOutcome:
     # Output goes to a file, not a pipe: a background child that keeps the pipe open cannot hang us, and the
     # size is easy to watch.
     process = await asyncio.create_subprocess_exec(
-        _bash_binary(), "-c", command,
+        *argv,
         cwd=ctx.root, stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=asyncio.subprocess.STDOUT,
         start_new_session=True, env=ctx.bash_environment(),
     )  # fmt: skip
