@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from aw_tui.model.formatting import one_line
 from aw_tui.model.state import RunState
 
 CommandName = Literal["pause", "resume", "abort", "finish", "archive", "answer", "approve", "reject", "note"]
@@ -87,10 +88,16 @@ WAITING_STATES = frozenset({"WAITING_FOR_OPERATOR", "BLOCKED_NEEDS_OPERATOR", "D
 
 
 def judge_command(state: RunState, command: Command) -> str | None:
-    """None when the engine acts on `command` now; otherwise the reason it is rejected.
+    """None when the engine acts on `command` now; otherwise the reason it is rejected, on one line.
 
     Gates resolve once: a second approve/reject/answer of the same gate is rejected (and recorded as such).
     """
+    reason = _judge(state, command)
+    # Gate ids and kinds come from the event log and may hold line breaks; the reason is shown on one line.
+    return None if reason is None else one_line(reason)
+
+
+def _judge(state: RunState, command: Command) -> str | None:
     cmd = command.cmd
     if state.read_only:
         return "this run was written by the original extension and is read-only"

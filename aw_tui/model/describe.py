@@ -16,6 +16,12 @@ def _clip(text: str, limit: int = 100) -> str:
 
 
 def describe_event(event: ev.Event) -> tuple[str, str]:
+    level, text = _describe(event)
+    # One line whatever the event holds: ids, titles and tool names come from the log and may hold line breaks.
+    return level, one_line(text)
+
+
+def _describe(event: ev.Event) -> tuple[str, str]:
     e = event
     if isinstance(e, ev.RunCreated):
         return "info", f"run {e.run_id} created: {_clip(e.title or e.task)}"

@@ -37,11 +37,21 @@ GateDecision = Literal["approved", "rejected", "answered", "canceled"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
+# Bounds far beyond any real run (a quadrillion tokens, a thousand years, a billion dollars) that keep every sum
+# and ratio of them an ordinary finite float for the ledger and the UI. A larger value marks a damaged line.
+MAX_COUNT = 10**15
+MAX_MS = 3.2e13
+MAX_COST = 1e9
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Millis = Annotated[float, Field(ge=0, le=MAX_MS)]
+Dollars = Annotated[float, Field(ge=0, le=MAX_COST)]
+
 
 class _Event(BaseModel):
     # Frozen: states share event-derived values, so nothing may change them in place. Extra keys from a newer
-    # writer are ignored rather than fatal.
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # writer are ignored rather than fatal. NaN and infinities are refused: the event log never writes them
+    # (store/jsonl.py), and a sum that became infinite could never be shown or compared again.
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
     seq: int = 0
     ts: datetime = EPOCH
@@ -120,7 +130,7 @@ class AgentStarted(_Event):
     phase: str | None = None
     parent: str | None = None
     label: str = ""
-    step: int | None = None
+    step: Count | None = None
 
 
 class AgentFinished(_Event):
@@ -136,14 +146,14 @@ class AgentUsage(_Event):
 
     type: Literal["agent.usage"] = "agent.usage"
     agent: str
-    input: int = Field(0, ge=0)
-    output: int = Field(0, ge=0)
-    cache_read: int = Field(0, ge=0)
-    cache_write: int = Field(0, ge=0)
-    reasoning: int = Field(0, ge=0)
-    cost: float = Field(0.0, ge=0)
+    input: Count = 0
+    output: Count = 0
+    cache_read: Count = 0
+    cache_write: Count = 0
+    reasoning: Count = 0
+    cost: Dollars = 0.0
     cost_known: bool = True
-    context_tokens: int | None = None
+    context_tokens: Count | None = None
     attempt: int = 1
 
 
@@ -160,7 +170,7 @@ class ToolFinished(_Event):
     agent: str
     call_id: str
     tool: str
-    duration_ms: float = Field(0.0, ge=0)
+    duration_ms: Millis = 0.0
     error: str | None = None
     # The sandbox or the policy said no (path outside the workspace, a forbidden tool, a rejected command):
     # nothing ran. `error` says why.
@@ -172,13 +182,13 @@ class LlmAttempt(_Event):
 
     type: Literal["llm.attempt"] = "llm.attempt"
     agent: str
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=MAX_COUNT)
     model: str
     outcome: Literal[
         "ok", "rate_limited", "server_error", "connection_error", "timeout", "bad_request", "auth_error",
         "context_window", "other",
     ]  # fmt: skip
-    duration_ms: float = Field(0.0, ge=0)
+    duration_ms: Millis = 0.0
     error: str | None = None
     # When the engine will try again (Retry-After honoured up to its cap, else backoff); None: no retry.
     retry_in_s: float | None = None
@@ -188,14 +198,14 @@ class StepReport(_Event):
     """A finished turn: its report file and the facts the ledger step needs beyond the agent's own events."""
 
     type: Literal["step.report"] = "step.report"
-    step: int = Field(ge=1)
+    step: int = Field(ge=1, le=MAX_COUNT)
     role: str
     phase: str
     path: str
     agent: str | None = None
     state_after: str | None = None
-    context_tokens: int | None = None
-    context_window: int | None = None
+    context_tokens: Count | None = None
+    context_window: Count | None = None
     artifact: str | None = None
 
 
@@ -205,9 +215,9 @@ class Compaction(_Event):
     role: str = "other"
     model: str = ""
     phase: str = ""
-    tokens_before: int | None = None
+    tokens_before: Count | None = None
     status: Literal["completed", "failed"]
-    duration_ms: float = Field(0.0, ge=0)
+    duration_ms: Millis = 0.0
     error: str | None = None
 
 
@@ -259,13 +269,13 @@ class WorkflowStats(_Event):
     the usage its live calls spent."""
 
     type: Literal["workflow.stats"] = "workflow.stats"
-    agent_calls: int = Field(0, ge=0)
-    cached_calls: int = Field(0, ge=0)
-    refused_calls: int = Field(0, ge=0)
-    failed_calls: int = Field(0, ge=0)
-    output_tokens: int = Field(0, ge=0)
-    total_tokens: int = Field(0, ge=0)
-    cost: float = Field(0.0, ge=0)
+    agent_calls: Count = 0
+    cached_calls: Count = 0
+    refused_calls: Count = 0
+    failed_calls: Count = 0
+    output_tokens: Count = 0
+    total_tokens: Count = 0
+    cost: Dollars = 0.0
     cost_known: bool = True
 
 

@@ -19,7 +19,10 @@ def round_half_up(value: float) -> int:
 
 def format_tokens(count: float | int | None) -> str:
     """`–` for nothing, `1,000` below 10K, `20K` below a million, `1.2M` above."""
-    if count is None or not math.isfinite(count) or count <= 0:
+    try:
+        if count is None or not math.isfinite(count) or count <= 0:
+            return DASH
+    except OverflowError:  # an int beyond every float: no count anyone spent, so nothing to show
         return DASH
     if count >= 1_000_000:
         return f"{count / 1_000_000:.1f}M"

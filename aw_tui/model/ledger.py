@@ -7,10 +7,12 @@ shape (`totals` keyed by model, `steps`, `compactions`) and adds totals by role 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aw_tui.model.events import MAX_COST, MAX_COUNT
 from aw_tui.model.formatting import DASH, round_half_up, format_cost, format_duration, format_tokens, iso
 
 ROLE_ORDER = {"analyst": 0, "worker": 1}
@@ -609,15 +611,17 @@ def iso_or_none(ts: datetime | None) -> str | None:
 
 
 def _int(value: Any) -> int:
+    """A token count read from a ledger: 0 for anything that is not one (negative, beyond MAX_COUNT, not a number)."""
     try:
-        return max(0, int(value or 0))
-    except (TypeError, ValueError):
+        number = int(value or 0)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float (JSON's Infinity)
         return 0
+    return number if 0 <= number <= MAX_COUNT else 0
 
 
 def _float(value: Any) -> float:
     try:
         number = float(value or 0.0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer too large for a float
         return 0.0
-    return number if number == number and number >= 0 else 0.0  # drop NaN and negatives
+    return number if math.isfinite(number) and 0 <= number <= MAX_COST else 0.0  # drop NaN, infinities, negatives

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from aw_tui.model.events import EPOCH, StateName
+from aw_tui.model.events import EPOCH, MAX_COUNT, MAX_MS, StateName
 from aw_tui.model.ledger import OTHER_ROLE, Ledger, LedgerCompaction, LedgerStep, Usage
 from aw_tui.model.state import AgentNode, Memo, PhaseNode, RunState, StepRef
 from aw_tui.model.statemd import parse_state_md
@@ -74,7 +74,7 @@ def _apply_ledger(state: RunState, read: LegacyLedgerRead) -> None:
     state.created_at = _ts(data.get("started_at")) or _ts(config.get("startedAt"))
     state.settings = _settings_from_config(config)
     ledger = Ledger()
-    raw_steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    raw_steps = _list_field(state, data, "steps")
     for index, raw in enumerate(raw_steps):
         step = _ledger_step(raw)
         if step is None:
@@ -88,21 +88,23 @@ def _apply_ledger(state: RunState, read: LegacyLedgerRead) -> None:
         for model, totals in data["totals"].items():
             if isinstance(totals, dict):
                 ledger.add_usage(OTHER_ROLE, str(model), Usage.from_json(totals))
-    for raw in data.get("compactions") or []:
-        if isinstance(raw, dict):
-            ledger.compactions.append(
-                LedgerCompaction(
-                    started_at=_ts(raw.get("started_at")),
-                    finished_at=_ts(raw.get("finished_at")),
-                    model=_str(raw.get("model")),
-                    phase=_str(raw.get("phase")),
-                    role=_str(raw.get("role")) or "analyst",
-                    wall_ms=_num(raw.get("wall_ms")),
-                    tokens_before=_opt_int(raw.get("tokens_before")),
-                    status=_str(raw.get("status")) or "completed",
-                    error=_str(raw.get("error")) or None,
-                )
+    for index, raw in enumerate(_list_field(state, data, "compactions")):
+        if not isinstance(raw, dict):
+            state.problems.append(f"ledger.json: compaction entry {index + 1} is not an object; skipped")
+            continue
+        ledger.compactions.append(
+            LedgerCompaction(
+                started_at=_ts(raw.get("started_at")),
+                finished_at=_ts(raw.get("finished_at")),
+                model=_str(raw.get("model")),
+                phase=_str(raw.get("phase")),
+                role=_str(raw.get("role")) or "analyst",
+                wall_ms=_num(raw.get("wall_ms")),
+                tokens_before=_opt_int(raw.get("tokens_before")),
+                status=_str(raw.get("status")) or "completed",
+                error=_str(raw.get("error")) or None,
             )
+        )
     if isinstance(data.get("legacy_events"), list):
         ledger.legacy_events = data["legacy_events"]
     state.ledger = ledger
@@ -217,18 +219,36 @@ def _list_items(body: str) -> tuple[str, ...]:
     return tuple(item for item in items if item not in placeholders)
 
 
+def _list_field(state: RunState, data: dict[str, Any], name: str) -> list[Any]:
+    """data[name] when it is a list; [] when it is missing or null, and a problem when it is something else."""
+    value = data.get(name)
+    if isinstance(value, list):
+        return value
+    if value is not None:
+        state.problems.append(f"ledger.json: {name!r} is a {_JSON_TYPE.get(type(value), 'value')}, not a list; ignored")
+    return []
+
+
+_JSON_TYPE = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
 def _num(value: Any) -> float:
+    """A time or a tally: 0 unless a number from 0 to MAX_MS (the seed writes no NaN, Infinity or negative time,
+    and a larger one would make the sums infinite)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 0.0
-    return float(value) if value == value and value >= 0 else 0.0
+    return float(value) if 0 <= value <= MAX_MS else 0.0  # NaN fails the comparison too
 
 
 def _opt_int(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A token count, None unless a number from 0 to MAX_COUNT."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_COUNT:
+        return None  # NaN fails the comparison too
+    return int(value)
 
 
 def _ts(value: Any) -> datetime | None:

@@ -489,10 +489,15 @@ def _step_report(b: _Batch, e: ev.StepReport) -> None:
 
 
 def _compaction(b: _Batch, e: ev.Compaction) -> None:
-    started = e.ts.timestamp() - e.duration_ms / 1000
+    try:
+        started_at: datetime | None = datetime.fromtimestamp(e.ts.timestamp() - e.duration_ms / 1000, tz=e.ts.tzinfo)
+    except (OverflowError, ValueError, OSError):
+        # A duration reaching back before year 1 (or beyond what the platform's time_t holds): no start time.
+        b.problem(f"compaction at seq {e.seq}: its start, {e.duration_ms:g} ms before its end, is out of range")
+        started_at = None
     b.state.ledger.compactions.append(
         LedgerCompaction(
-            started_at=datetime.fromtimestamp(started, tz=e.ts.tzinfo), finished_at=e.ts, model=e.model,
+            started_at=started_at, finished_at=e.ts, model=e.model,
             phase=e.phase, role=e.role, wall_ms=e.duration_ms, tokens_before=e.tokens_before, status=e.status,
             error=e.error,
         )  # fmt: skip

@@ -6,6 +6,7 @@ The seed writes `Key: value` lines under `# Analyst/Worker State`, then `##` sec
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Any
@@ -96,7 +97,9 @@ def _bullets(items: Any, empty: str) -> str:
 def _hours(hours: Any) -> str:
     try:
         value = float(hours)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        return str(hours)
+    if not math.isfinite(value):
         return str(hours)
     return f"{int(value)}h" if value.is_integer() else f"{value:.2f}".rstrip("0").rstrip(".") + "h"
 

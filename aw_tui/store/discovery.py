@@ -111,7 +111,7 @@ def _fresh_snapshot_summary(paths: RunPaths) -> RunSummary | None:
         if not isinstance(snapshot, dict) or snapshot.get("events_bytes") != events_size:
             return None
         return RunSummary.from_json(snapshot["summary"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # a hand-edited or damaged run.json
         return None
 
 

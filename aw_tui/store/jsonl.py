@@ -411,9 +411,9 @@ class JsonlTail:
                     value = loads(line.decode("utf-8"))
                 except (ValueError, RecursionError):
                     value = None
-                if type(value) is dict:
+                if type(value) is dict and _SURROGATE_ESCAPE not in line and _SURROGATE_ESCAPE_UPPER not in line:
                     append(JsonlRecord(offset, line_number, value))
-                else:  # blank, malformed, or not an object: work out why, off the hot path
+                else:  # blank, malformed, not an object, or a \\uD8xx escape to check: off the hot path
                     _decode_line(line, offset, line_number, items)
                 offset += len(line) + 1
             pending_size = len(remainder)
@@ -436,12 +436,35 @@ def _decode_line(line: bytes, offset: int, line_number: int, items: list[TailIte
         reason = f"invalid JSON at column {error.colno}: {error.msg}"
     except RecursionError:
         reason = "JSON nested too deeply"
+    except ValueError as error:
+        # Not a syntax error: a number too long to convert (int_max_str_digits), which json.loads refuses too.
+        reason = f"invalid JSON: {str(error).split(';')[0]}"
     else:
-        if type(value) is dict:
+        if type(value) is not dict:
+            reason = f"not a JSON object (got {_JSON_TYPE_NAMES.get(type(value), 'null')})"
+        elif (_SURROGATE_ESCAPE in line or _SURROGATE_ESCAPE_UPPER in line) and _holds_lone_surrogate(value):
+            reason = "a string holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape without its pair): not text"
+        else:
             items.append(JsonlRecord(offset, line_number, value))
             return
-        reason = f"not a JSON object (got {_JSON_TYPE_NAMES.get(type(value), 'null')})"
     items.append(MalformedLine(offset, line_number, len(line), reason))
+
+
+# JSON may escape half of a UTF-16 surrogate pair on its own ("\\ud800"); json.loads returns it as a str that no
+# encoder accepts, so it would fail later, far from here (writing state.md, opening a step report's path). Our
+# writer never produces one (encode_line encodes strict UTF-8). Only lines with such an escape are checked.
+_SURROGATE_ESCAPE = b"\\ud"
+_SURROGATE_ESCAPE_UPPER = b"\\uD"
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False  # decoded once already, so NaN and depth are fine; nothing else to find here
+    return False
 
 
 def read_all(path: Path | str) -> list[TailItem]:

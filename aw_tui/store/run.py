@@ -124,7 +124,7 @@ def _load_checkpoint(paths: RunPaths) -> tuple[RunState, EventReader] | None:
             start = max(0, offset - _CHECKPOINT_TAIL_BYTES)
             file.seek(start)
             head = file.read(offset - start)
-    except (OSError, ValueError, KeyError, TypeError, CodecError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, CodecError):
         return None
     if len(head) != offset - start or not head.endswith(b"\n"):
         return None
@@ -133,7 +133,7 @@ def _load_checkpoint(paths: RunPaths) -> tuple[RunState, EventReader] | None:
         return None  # the last line is longer than we looked back: replay
     try:
         last = json.loads(head[newline + 1 : -1])
-    except ValueError:
+    except (ValueError, RecursionError):  # the last line may be any damaged line, "[[[[..." nested too deeply
         return None
     if not isinstance(last, dict) or last.get("seq") != state.last_seq:
         return None

@@ -183,14 +183,18 @@ class LedgerScreen(_FollowsRuns):
         following = table.row_count == 0 or table.cursor_row >= table.row_count - 1
         cursor = table.cursor_row
         table.clear()
+        repeats: dict[int, int] = {}
         for step in ledger.steps:
             usage = step.usage
+            # A step number met again (a replayed or hand-edited log) still gets a row, under a key of its own.
+            repeat = repeats[step.step] = repeats.get(step.step, 0) + 1
+            key = f"step-{step.step}" if repeat == 1 else f"step-{step.step}.{repeat}"
             table.add_row(
                 _right(f"{step.step:04d}"), Text(role_label(step.role)), Text(step.phase), Text(step.model),
                 _right(format_tokens(usage.input)), _right(format_tokens(usage.output)),
                 _right(format_tokens(usage.cache_read)), _right(format_tokens(usage.cache_write)),
                 _right(format_cost(usage.cost, usage.cost_known)), _right(format_duration(step.wall_ms)),
-                _tools_cell(step), key=f"step-{step.step}",
+                _tools_cell(step), key=key,
             )  # fmt: skip
         if table.row_count:
             table.move_cursor(row=table.row_count - 1 if following else min(cursor, table.row_count - 1))

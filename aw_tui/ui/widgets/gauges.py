@@ -3,6 +3,8 @@ threshold, budget fill when a budget is set, and sparklines of cost per step ove
 
 from __future__ import annotations
 
+import math
+
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
@@ -19,6 +21,18 @@ def bar(fraction: float, width: int = 12) -> Text:
     filled = round(fraction * width)
     style = "green" if fraction < 0.7 else "yellow" if fraction < 0.9 else "bold red"
     return Text.assemble(("█" * filled, style), ("░" * (width - filled), "dim"), f" {fraction:>4.0%}")
+
+
+def _positive_number(value: object) -> float | None:
+    """A limit from the run's settings, or None when it is not a positive finite number: settings come from the
+    run's events, which another version (or a hand edit) may have filled with anything."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if 0 < number < math.inf else None
 
 
 class Gauges(Static):
@@ -55,13 +69,13 @@ class Gauges(Static):
             lines.append(Text.assemble("Run cost per step  ", (sparkline(costs, 40), "cyan"),
                                        f"  {len(costs)} step{'s' if len(costs) != 1 else ''}, {format_cost(total.cost, total.cost_known)}"))  # fmt: skip
         budget = state.settings.get("budget") if isinstance(state.settings.get("budget"), dict) else {}
-        if budget and budget.get("max_cost_usd"):
-            cap = float(budget["max_cost_usd"])
-            lines.append(Text.assemble("Budget  ", bar(total.cost / cap if cap else 1.0),
+        cap = _positive_number(budget.get("max_cost_usd"))
+        if cap is not None:
+            lines.append(Text.assemble("Budget  ", bar(total.cost / cap),
                                        f"  {format_cost(total.cost, total.cost_known)} of ${cap:g}"))  # fmt: skip
-        if budget and budget.get("max_tokens"):
-            cap_tokens = int(budget["max_tokens"])
-            lines.append(Text.assemble("Tokens  ", bar(total.total_tokens / cap_tokens if cap_tokens else 1.0),
+        cap_tokens = _positive_number(budget.get("max_tokens"))
+        if cap_tokens is not None:
+            lines.append(Text.assemble("Tokens  ", bar(total.total_tokens / cap_tokens),
                                        f"  {format_tokens(total.total_tokens)} of {format_tokens(cap_tokens)}"))  # fmt: skip
         from rich.console import Group
 
@@ -81,7 +95,7 @@ class Gauges(Static):
         if not tokens:
             return Text("–", style="dim")
         settings = state.settings.get(role) if isinstance(state.settings.get(role), dict) else {}
-        limit = settings.get("context_limit") if settings else None
+        limit = _positive_number(settings.get("context_limit")) if settings else None
         threshold = compaction_threshold(int(limit) if limit else None, window)
         if not threshold:
             return Text(format_tokens(tokens), style="dim")

@@ -15,6 +15,7 @@ from rich.markdown import Markdown
 from rich.text import Text
 from textual import on
 from textual.containers import Vertical, VerticalScroll
+from textual.markup import escape
 from textual.widgets import Input, Static
 
 from aw_tui.store.layout import RunPaths
@@ -56,7 +57,7 @@ class ReportView(Vertical):
             yield Static(id="report-body")
 
     async def show(self, paths: RunPaths, relative: str | None, title: str, placeholder: str | None = None) -> None:
-        self.border_title = title
+        self.border_title = escape(title)  # agent labels and step roles come from the run's events: not markup
         scroll = self.query_one("#report-scroll", VerticalScroll)
         if relative is None:
             self.path, self._text = None, ""
@@ -81,7 +82,7 @@ class ReportView(Vertical):
 
     def show_text(self, key: str, text: str, title: str) -> None:
         """A report that is not a step file (an agent's final answer), shown like one."""
-        self.border_title = title
+        self.border_title = escape(title)
         if key != self.path:
             self.query_one("#report-scroll", VerticalScroll).scroll_home(animate=False)
         self.path, self._text = key, text
@@ -126,7 +127,7 @@ class ReportView(Vertical):
         elif self.matches:
             self.border_subtitle = f"match {self.current + 1} of {len(self.matches)}"
         else:
-            self.border_subtitle = f"no match for {self.query_text!r}"
+            self.border_subtitle = escape(f"no match for {self.query_text!r}")  # the typed query is not markup
 
     def _highlighted(self) -> Text:
         # The source, not the rendered markdown: a match's position in it is exact, so it can be scrolled to.
