@@ -57,7 +57,8 @@ def state_to_json(s: RunState) -> dict[str, Any]:
         "ledger": {
             "steps": [[x.step, x.role, x.phase, x.model, x.thinking_level, _usage(x.usage), x.wall_ms, x.tool_ms,
                        x.tool_ms_by_name, x.tool_counts, x.tool_errors, x.state_after, _ts(x.started_at),
-                       _ts(x.finished_at), x.artifact, x.context_tokens, x.context_window, x.agent, x.external_ms]
+                       _ts(x.finished_at), x.artifact, x.context_tokens, x.context_window, x.agent, x.external_ms,
+                       x.operator_wait_ms]
                       for x in s.ledger.steps],
             "compactions": [[_ts(c.started_at), _ts(c.finished_at), c.model, c.phase, c.role,
                              c.wall_ms, c.tokens_before, c.status, c.error] for c in s.ledger.compactions],
@@ -101,7 +102,8 @@ def state_from_json(d: dict[str, Any]) -> RunState:
                               g[12], _dt(g[13])) for g in d["gates"]},
             ledger=Ledger(
                 steps=[LedgerStep(x[0], x[1], x[2], x[3], x[4], _usage_back(x[5]), x[6], x[7], x[8], x[9], x[10],
-                                  x[11], _dt(x[12]), _dt(x[13]), x[14], x[15], x[16], x[17], x[18])
+                                  x[11], _dt(x[12]), _dt(x[13]), x[14], x[15], x[16], x[17], x[18],
+                                  x[19] if len(x) > 19 else 0.0)  # checkpoints from before the field
                        for x in ledger["steps"]],
                 compactions=[LedgerCompaction(_dt(c[0]), _dt(c[1]), c[2], c[3], c[4], c[5], c[6], c[7], c[8])
                              for c in ledger["compactions"]],

@@ -97,11 +97,13 @@ class LedgerStep:
     context_window: int | None = None
     agent: str | None = None
     external_ms: float = 0.0
+    operator_wait_ms: float = 0.0  # the turn's own gates open (a dangerous command waiting for approval)
 
     @property
     def llm_ms(self) -> float:
-        # The seed's definition: wall time not spent in tools.
-        return max(0.0, self.wall_ms - self.tool_ms)
+        # The seed's definition, wall time not spent in tools, less the time the turn waited for the operator:
+        # a gate answered after five minutes is not five minutes of model time.
+        return max(0.0, self.wall_ms - self.tool_ms - self.operator_wait_ms)
 
     @property
     def context_percent(self) -> float | None:
@@ -122,6 +124,7 @@ class LedgerStep:
             "llm_ms": round(self.llm_ms, 3),
             "tool_ms": round(self.tool_ms, 3),
             "external_ms": round(self.external_ms, 3),
+            "operator_wait_ms": round(self.operator_wait_ms, 3),
             "tool_ms_by_name": {k: round(v, 3) for k, v in self.tool_ms_by_name.items()},
             "tool_counts": dict(self.tool_counts),
             "tool_errors": self.tool_errors,

@@ -14,7 +14,9 @@ from datetime import datetime
 from typing import Any, Callable
 
 from aw_tui.model import events as ev
-from aw_tui.model.ledger import OTHER_ROLE, ZERO_USAGE, Ledger, LedgerCompaction, LedgerStep, Usage
+from aw_tui.model.ledger import (
+    OTHER_ROLE, ZERO_USAGE, Ledger, LedgerCompaction, LedgerStep, Usage, operator_wait_ms,
+)  # fmt: skip
 
 MAX_PROBLEMS = 50  # problems kept for display; the counters keep counting beyond
 MAX_LOGS = 500
@@ -484,8 +486,18 @@ def _step_report(b: _Batch, e: ev.StepReport) -> None:
             finished_at=finished, artifact=e.artifact or e.path,
             context_tokens=e.context_tokens if e.context_tokens is not None else node.context_tokens,
             context_window=e.context_window, agent=e.agent,
+            operator_wait_ms=_operator_wait_in(s, e.agent, node.started_at, finished),
         )  # fmt: skip
     s.ledger.steps.append(step)
+
+
+def _operator_wait_in(s: RunState, agent: str, started: datetime | None, finished: datetime) -> float:
+    """How long the agent's own gates were open between its start and its end (overlapping gates once)."""
+    if started is None:
+        return 0.0
+    waits = [(g.opened_at, g.resolved_at) for g in s.gates.values() if g.requested_by == agent and g.opened_at]
+    clipped = [(max(opened, started), min(resolved or finished, finished)) for opened, resolved in waits]
+    return operator_wait_ms([(a, b) for a, b in clipped if b > a], finished)
 
 
 def _compaction(b: _Batch, e: ev.Compaction) -> None:

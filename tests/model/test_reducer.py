@@ -141,3 +141,23 @@ def test_references_to_unknown_ids_are_problems():
     )
     assert state.ledger.by_role()["other"].input == 5
     assert len(state.problems) == 3
+
+
+def test_a_turns_wait_for_its_own_gates_is_not_model_time():
+    from aw_tui.model.codec import state_from_json, state_to_json
+
+    state = build(
+        ev.AgentStarted(id="w", role="worker", model="m2", step=2),  # +1 s
+        ev.GateOpened(id="g1", kind="dangerous_command", title="rm -rf build", requested_by="w"),  # +2 s
+        ev.GateOpened(id="g2", kind="operator_input", title="someone else's", requested_by="a"),  # +3 s
+        ev.GateResolved(id="g2", decision="answered", text="x"),  # +4 s
+        ev.GateResolved(id="g1", decision="approved"),  # +5 s: the worker waited 3 s
+        ev.ToolFinished(agent="w", call_id="1", tool="bash", duration_ms=1000),  # +6 s
+        ev.AgentFinished(id="w"),  # +7 s
+        ev.StepReport(step=2, role="worker", phase="WORKER_RUN", path="steps/0002_worker_result.md", agent="w"),
+    )
+    (step,) = state.ledger.steps
+    assert (step.wall_ms, step.tool_ms, step.operator_wait_ms, step.llm_ms) == (6000, 1000, 3000, 2000)
+    assert step.to_json()["operator_wait_ms"] == 3000
+    (restored,) = state_from_json(state_to_json(state)).ledger.steps  # the checkpoint keeps it
+    assert restored.operator_wait_ms == 3000 and restored.llm_ms == 2000
