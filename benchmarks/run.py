@@ -76,9 +76,16 @@ def table_rows(results: dict) -> list[dict]:
     for name, result in results["benchmarks"].items():
         if result["error"]:
             rows.append({"figure": f"[{name}] FAILED: {result['error']}", "value": 0.0, "unit": "", "target": None,
-                         "met": False})  # fmt: skip
+                         "met": False, "label": f"[{name}] FAILED: {result['error']}"})  # fmt: skip
+        parent = ""
         for row in result["rows"]:
-            rows.append({**row, "figure": f"[{name}] {row['figure']}"})
+            figure = row["figure"]
+            # An indented figure details the one above it; out of the full table it needs that one's name.
+            if figure.startswith(" "):
+                label = f"{parent} › {figure.strip()}"
+            else:
+                parent = label = figure
+            rows.append({**row, "figure": f"[{name}] {figure}", "label": f"[{name}] {label}"})
     return rows
 
 
@@ -103,7 +110,7 @@ def markdown(results: dict) -> str:
         bound = ">=" if str(row["unit"]).endswith("/s") else "<="
         target = "" if row["target"] is None else f"{bound} {row['target']:,g}"
         met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
-        return f"| {row['figure'].strip()} | {_cell(row['value'], row['unit'])} | {target} | {met} |"
+        return f"| {row['label']} | {_cell(row['value'], row['unit'])} | {target} | {met} |"
 
     rows = table_rows(results)
     lines += [line(row) for row in rows if row["target"] is not None or row["met"] is False]

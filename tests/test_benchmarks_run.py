@@ -53,6 +53,7 @@ def test_the_readme_section_lists_targeted_figures_and_folds_the_rest(bench_run,
     readme.write_text(f"# x\n\nbefore\n{bench_run.README_START}\nold table\n{bench_run.README_END}\nafter\n")
     data = results(store={"seconds": 3.0, "error": None, "rows": [
         row("reduce throughput", 450_000.0, "events/s", 200_000), row("tail read", 4.0), row("open", 1500.0, "ms", 1000),
+        row("  of which parsing", 700.0, "ms", 800),
     ]})  # fmt: skip
     bench_run.update_readme(data, readme)
     text = readme.read_text()
@@ -62,6 +63,7 @@ def test_the_readme_section_lists_targeted_figures_and_folds_the_rest(bench_run,
     assert "| [store] open | 1,500 ms | <= 1,000 | **no** |" in headline
     assert "tail read" not in headline and "| [store] tail read | 4.00 ms |  |  |" in folded
     assert "commit `abc1234`" in headline
+    assert "| [store] open › of which parsing | 700 ms | <= 800 | yes |" in headline  # an indented row keeps its parent
 
 
 def test_the_readme_without_markers_is_left_alone(bench_run, tmp_path):
