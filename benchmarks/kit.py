@@ -14,15 +14,21 @@ import time
 from pathlib import Path
 
 
+def row_cells(row: dict, missed: str = "NO") -> tuple[str, str, str]:
+    """A row's value, target and met as printed: `1,234 ms`, `<= 2,000` (`>=` for rates), `yes` or `missed`."""
+    unit = f" {row['unit']}" if row["unit"] else ""
+    value = f"{row['value']:,.2f}{unit}" if abs(row["value"]) < 100 else f"{row['value']:,.0f}{unit}"
+    bound = ">=" if str(row["unit"]).endswith("/s") else "<="
+    target = "" if row["target"] is None else f"{bound} {row['target']:,g}"
+    met = "" if row["met"] is None else ("yes" if row["met"] else missed)
+    return value, target, met
+
+
 def print_table(rows: list[dict]) -> None:
     width = max(len(r["figure"]) for r in rows)
     print(f"{'figure':<{width}}  {'value':>14}  {'target':>12}  met")
     for r in rows:
-        unit = f" {r['unit']}" if r["unit"] else ""
-        value = f"{r['value']:,.2f}{unit}" if abs(r["value"]) < 100 else f"{r['value']:,.0f}{unit}"
-        bound = ">=" if str(r["unit"]).endswith("/s") else "<="
-        target = "" if r["target"] is None else f"{bound} {r['target']:,g}"
-        met = "" if r["met"] is None else ("yes" if r["met"] else "NO")
+        value, target, met = row_cells(r)
         print(f"{r['figure']:<{width}}  {value:>14}  {target:>12}  {met}")
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from kit import REPO, print_table  # noqa: E402
+from kit import REPO, print_table, row_cells  # noqa: E402
 
 RESULTS = HERE / "results.json"
 README = REPO / "README.md"
@@ -89,11 +89,6 @@ def table_rows(results: dict) -> list[dict]:
     return rows
 
 
-def _cell(value: float, unit: str) -> str:
-    text = f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
-    return f"{text} {unit}".strip()
-
-
 def markdown(results: dict) -> str:
     """The README section: the figures that have a target, then every figure in a fold."""
     machine = results["machine"]
@@ -107,10 +102,8 @@ def markdown(results: dict) -> str:
     ]
 
     def line(row: dict) -> str:
-        bound = ">=" if str(row["unit"]).endswith("/s") else "<="
-        target = "" if row["target"] is None else f"{bound} {row['target']:,g}"
-        met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
-        return f"| {row['label']} | {_cell(row['value'], row['unit'])} | {target} | {met} |"
+        value, target, met = row_cells(row, missed="**no**")
+        return f"| {row['label']} | {value} | {target} | {met} |"
 
     rows = table_rows(results)
     lines += [line(row) for row in rows if row["target"] is not None or row["met"] is False]

@@ -153,32 +153,28 @@ def rss_mb():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
 
-if kind == "minimal":
+if kind in ("minimal", "widgets"):
     from textual.app import App
-    from textual.widgets import Label
 
-    class Probe(App):
-        def compose(self):
+    if kind == "minimal":
+        from textual.widgets import Label
+
+        def widgets():
             yield Label("aw-tui")
+    else:
+        # The runs list's Textual widgets and nothing of aw-tui: what Textual itself costs for that screen.
+        from textual.widgets import DataTable, Footer, Header, Input, Static
 
-        def on_ready(self):
-            result["first_frame_s"] = time.time() - T0
-            result["rss_mb"] = rss_mb()
-            self.exit()
-
-    app = Probe()
-elif kind == "widgets":
-    # The runs list's Textual widgets and nothing of aw-tui: what Textual itself costs for that screen.
-    from textual.app import App
-    from textual.widgets import DataTable, Footer, Header, Input, Static
-
-    class Probe(App):
-        def compose(self):
+        def widgets():
             yield Header()
             yield Input(classes="hidden")
             yield DataTable()
             yield Static()
             yield Footer()
+
+    class Probe(App):
+        def compose(self):
+            yield from widgets()
 
         def on_ready(self):
             result["first_frame_s"] = time.time() - T0

@@ -495,9 +495,10 @@ def _operator_wait_in(s: RunState, agent: str, started: datetime | None, finishe
     """How long the agent's own gates were open between its start and its end (overlapping gates once)."""
     if started is None:
         return 0.0
-    waits = [(g.opened_at, g.resolved_at) for g in s.gates.values() if g.requested_by == agent and g.opened_at]
-    clipped = [(max(opened, started), min(resolved or finished, finished)) for opened, resolved in waits]
-    return operator_wait_ms([(a, b) for a, b in clipped if b > a], finished)
+    # operator_wait_ms cuts each wait at `finished` and merges overlaps; the start is cut here.
+    return operator_wait_ms(
+        [(max(g.opened_at, started), g.resolved_at) for g in s.gates.values() if g.requested_by == agent], finished
+    )
 
 
 def _compaction(b: _Batch, e: ev.Compaction) -> None:

@@ -75,8 +75,9 @@ class TextPrompt(ModalScreen[str | None]):
 
 
 class ChoiceDialog(ModalScreen[str | None]):
-    CSS_PATH = DIALOG_CSS
     """A question with several answers; the first is the default (focused), escape answers None."""
+
+    CSS_PATH = DIALOG_CSS
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
 

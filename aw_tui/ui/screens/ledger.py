@@ -61,8 +61,9 @@ def _tools_cell(step: LedgerStep) -> Text:
 
 
 class _FollowsRuns(Screen[None]):
-    CSS_PATH = [stylesheet("ledger.tcss")]
     """A screen showing runs it re-reads when the watcher says they changed (one catch-up at a time)."""
+
+    CSS_PATH = [stylesheet("ledger.tcss")]
 
     def __init__(self) -> None:
         super().__init__()
