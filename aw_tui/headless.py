@@ -17,7 +17,6 @@ from typing import Any, get_args
 from aw_tui.model import events as ev
 from aw_tui.model.commands import ANSWERABLE_GATE_KINDS, Command, judge_command, new_command
 from aw_tui.model.describe import describe_event
-from aw_tui.store.atomic import raise_with_path
 from aw_tui.store.control import read_commands, send_command
 from aw_tui.store.run import RunWriter
 
@@ -143,11 +142,8 @@ async def drive(
         return kind in chosen and FAILURE_OPTION not in options
 
     def approve(gate_id: str, kind: str) -> None:
-        try:
-            send_command(writer.paths, new_command(
-                "approve", gate_id=gate_id, source=f"operator (--auto-approve {kind})"))  # fmt: skip
-        except OSError as error:
-            raise_with_path(error, writer.paths.control)
+        # A failed write (a full disk) names control.jsonl.
+        send_command(writer.paths, new_command("approve", gate_id=gate_id, source=f"operator (--auto-approve {kind})"))
 
     def auto(events: Sequence[ev.Event]) -> None:
         for event in events:

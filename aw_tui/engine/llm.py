@@ -820,8 +820,9 @@ def _attempt_error(
 
 # --- secrets -------------------------------------------------------------------------------------------------
 
-# Environment variables whose values are credentials (the names the worker's shell is also kept from).
-_SECRET_NAME = re.compile(
+# Environment variables whose values are credentials: redacted from error texts here, and kept from the worker's
+# shell (tools.ToolContext.bash_environment).
+SECRET_NAME = re.compile(
     r"(?i)(api[_-]?key|secret|token|passw(or)?d|credential|private[_-]?key|access[_-]?key|session[_-]?key|auth)"
 )
 _MIN_SECRET_CHARS = 8  # shorter values ("1", "true") are not worth hiding and would mangle every message
@@ -832,7 +833,7 @@ REDACTED = "[redacted]"
 def _secrets(api_key: str | None) -> list[str]:
     """The credentials an error text must not carry: the key given to this call and every secret-looking variable."""
     found = {
-        value for name, value in os.environ.items() if _SECRET_NAME.search(name) and len(value) >= _MIN_SECRET_CHARS
+        value for name, value in os.environ.items() if SECRET_NAME.search(name) and len(value) >= _MIN_SECRET_CHARS
     }
     if api_key and len(api_key) >= _MIN_SECRET_CHARS:
         found.add(api_key)

@@ -50,12 +50,12 @@ from aw_tui.engine.protocol import (
 from aw_tui.engine.sandbox import DangerPolicy
 from aw_tui.engine.tools import ToolContext
 from aw_tui.model import events as ev
-from aw_tui.model.commands import ANSWERABLE_GATE_KINDS, Command, judge_command
+from aw_tui.model.commands import ANSWERABLE_GATE_KINDS, WAITING_STATES, Command, judge_command
 from aw_tui.model.formatting import one_line
 from aw_tui.model.settings import Settings
 from aw_tui.model.state import AgentNode, Gate, RunState
 from aw_tui.model.stepreport import StepReportData, render_step_report
-from aw_tui.store.atomic import atomic_write_text, raise_with_path
+from aw_tui.store.atomic import atomic_write_text
 from aw_tui.store.control import BadCommand, ControlReader
 from aw_tui.store.eventlog import Clock, read_events, utc_now
 from aw_tui.store.jsonl import JsonlRecord, append_lines, read_all
@@ -76,8 +76,6 @@ FAILURE_OPTION = "failure"
 PHASE_FILE_SUFFIX = {"plan": "analyst_plan", "result": "worker_result", "review": "analyst_review"}
 # The states in which the engine works; an operator_input gate's binding names the one to return to.
 WORKING_STATES = ("ANALYST_PLANNING", "WORKER_RUNNING", "ANALYST_REVIEWING")
-# The states in which the run waits for the operator's answer to a gate.
-WAITING_STATES = ("WAITING_FOR_OPERATOR", "BLOCKED_NEEDS_OPERATOR", "DONE_NEEDS_OPERATOR_CONFIRMATION")
 
 
 class StopRun(Exception):
@@ -356,8 +354,7 @@ class Orchestrator:
                     await self._analyst_turn("review")
                 elif state == "WORKER_RUNNING":
                     await self._worker_turn()
-                elif state in ("WAITING_FOR_OPERATOR", "BLOCKED_NEEDS_OPERATOR", "DONE_NEEDS_OPERATOR_CONFIRMATION",
-                               "ARCHIVING"):  # fmt: skip
+                elif state in WAITING_STATES or state == "ARCHIVING":
                     await self._wait_for_operator()
                 else:
                     raise StopRun("FAILED", f"the engine does not know how to continue from state {state}")
@@ -957,11 +954,8 @@ class AnalystSession:
         else:
             record = {"step": step, "messages": result.history[len(history_in):]}
         record["context_tokens"] = result.context_tokens
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            append_lines(self.path, [json.loads(json.dumps(record, default=str))])
-        except OSError as error:
-            raise_with_path(error, self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        append_lines(self.path, [json.loads(json.dumps(record, default=str))])  # a failed write names the file
 
 
 # --- archive ---------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from aw_tui.engine import confine
+from aw_tui.engine.llm import SECRET_NAME
 from aw_tui.engine.sandbox import (
     DEFAULT_PROTECTED,
     CommandVerdict,
@@ -59,11 +60,6 @@ POLICIES: dict[str, tuple[str, ...] | None] = {
     "read-only": READ_ONLY_TOOLS,
     "no-tools": (),
 }
-
-# Variables that look like credentials never reach the worker's shell: `env` would print them into the transcript.
-_SECRET_NAME_RE = re.compile(
-    r"(?i)(api[_-]?key|secret|token|passw(or)?d|credential|private[_-]?key|access[_-]?key|session[_-]?key|auth)"
-)
 
 
 class ToolError(Exception):
@@ -182,14 +178,14 @@ class ToolContext:
         protected = tuple(entry for entry in self.protected_paths() if entry.strip("/") != ".git")
         return classify_command(command, self.dangerous, workspace=self.workspace, protected=protected)
 
-    def shell_confinement(self, support: confine.Support, *, output_file: Path | None = None,
+    def shell_confinement(self, support: confine.Support, env: dict[str, str], *, output_file: Path | None = None,
                           approved: bool = False) -> confine.ShellConfinement:  # fmt: skip
         """How bash runs a command here: writes only under the workspace and the temp dirs (anywhere, for an
         approved command under `confine_approved_commands`), with the run directory and aw-tui's config dirs
-        read-only. `output_file` is the command's own output file, which it may reopen (`> /dev/stderr`)."""
+        read-only. `env` is the shell's environment (bash_environment). `output_file` is the command's own output file,
+        which it may reopen (`> /dev/stderr`)."""
         from aw_tui.store.config import PROJECT_DIR_NAME, find_project_root, user_config_path
 
-        env = self.bash_environment()
         protect = [self.artifacts_dir.parent, user_config_path().parent, self.root / PROJECT_DIR_NAME]
         project = find_project_root(self.root)
         if project is not None:
@@ -215,8 +211,9 @@ class ToolContext:
         await asyncio.gather(*(_stop_process_group(pgid, grace) for pgid, _ in running))
 
     def bash_environment(self) -> dict[str, str]:
+        # Variables that look like credentials never reach the worker's shell: `env` would print them.
         base = dict(self.env) if self.env is not None else {
-            name: value for name, value in os.environ.items() if not _SECRET_NAME_RE.search(name)
+            name: value for name, value in os.environ.items() if not SECRET_NAME.search(name)
         }  # fmt: skip
         # No pager, no prompt, no colour: a worker's shell has no terminal.
         base.update({"PAGER": "cat", "GIT_PAGER": "cat", "GIT_TERMINAL_PROMPT": "0", "NO_COLOR": "1",
@@ -773,15 +770,21 @@ async def _bash(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         support = ctx.shell_support
         if support is None:
             support = await asyncio.to_thread(confine.system_support)
-        confinement = ctx.shell_confinement(support, output_file=spool)
-        log = _announce_confinement(ctx, confinement)
+        env = ctx.bash_environment()
+
+        def plan(approved: bool) -> confine.ShellConfinement:
+            return ctx.shell_confinement(support, env, output_file=spool, approved=approved)
+
         argv = [_bash_binary(), "-c", command]
+        usual: confine.ShellConfinement | None = None  # how every unapproved command runs: what the run is told
         if not operator_approved:
-            argv = confinement.command(argv)
+            usual = plan(False)
+            argv = usual.command(argv)
         elif ctx.confine_approved_commands:
-            argv = ctx.shell_confinement(support, output_file=spool, approved=True).command(argv)
+            argv = plan(True).command(argv)
+        log = _announce_confinement(ctx, lambda: usual or plan(False))
         with os.fdopen(spool_fd, "wb") as sink:
-            outcome = await _run_bash(argv, ctx, sink, timeout)
+            outcome = await _run_bash(argv, ctx, sink, timeout, env)
         size = spool.stat().st_size
         data = await asyncio.to_thread(_read_head, spool, ctx.max_capture_bytes)
         text = data.decode("utf-8", "replace")
@@ -821,12 +824,14 @@ async def _bash(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
 _ANNOUNCED_RUNS: set[str] = set()
 
 
-def _announce_confinement(ctx: ToolContext, confinement: confine.ShellConfinement) -> tuple[tuple[str, str], ...]:
+def _announce_confinement(
+    ctx: ToolContext, usual: Callable[[], confine.ShellConfinement]
+) -> tuple[tuple[str, str], ...]:
     run_dir = os.path.realpath(ctx.artifacts_dir.parent)
     if run_dir in _ANNOUNCED_RUNS:
         return ()
     _ANNOUNCED_RUNS.add(run_dir)
-    return (confinement.describe(run_dir),)
+    return (usual().describe(run_dir),)
 
 
 def _read_head(path: Path, limit: int) -> bytes:
@@ -840,13 +845,13 @@ class _BashOutcome:
     notes: list[str]
 
 
-async def _run_bash(argv: list[str], ctx: ToolContext, sink: Any, timeout: float) -> _BashOutcome:
+async def _run_bash(argv: list[str], ctx: ToolContext, sink: Any, timeout: float, env: dict[str, str]) -> _BashOutcome:
     # Output goes to a file, not a pipe: a background child that keeps the pipe open cannot hang us, and the
     # size is easy to watch.
     process = await asyncio.create_subprocess_exec(
         *argv,
         cwd=ctx.root, stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True, env=ctx.bash_environment(),
+        start_new_session=True, env=env,
     )  # fmt: skip
     pgid = process.pid
     entry = _Running(process)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from aw_tui.store.atomic import fsync_directory
+from aw_tui.store.atomic import fsync_directory, raise_with_path
 
 MAX_LINE_BYTES = 10 * 1024 * 1024
 _MAX_LINE_MIB = MAX_LINE_BYTES // (1024 * 1024)
@@ -91,16 +91,19 @@ class JsonlAppender:
         return self._fd is None
 
     def open(self) -> PartialLineRepair | None:
-        """Open (idempotent). Returns the repair made on opening, if any."""
+        """Open (idempotent). Returns the repair made on opening, if any. An OSError names this file."""
         if self._fd is not None:
             return None
-        fd = _open_for_append(self.path)
         try:
-            with _exclusive_lock(fd):
-                repair = self._repair_torn_line(fd)
-        except BaseException:
-            os.close(fd)  # a failed open (e.g. in a with-statement) must not leak the descriptor
-            raise
+            fd = _open_for_append(self.path)
+            try:
+                with _exclusive_lock(fd):
+                    repair = self._repair_torn_line(fd)
+            except BaseException:
+                os.close(fd)  # a failed open (e.g. in a with-statement) must not leak the descriptor
+                raise
+        except OSError as error:  # the repair writes too; a full disk's ENOSPC says what failed, not where
+            raise_with_path(error, self.path)
         self._fd = fd
         return repair
 
@@ -109,30 +112,33 @@ class JsonlAppender:
 
         Everything is encoded before anything is written, so a bad item writes nothing. If the
         write or fsync fails the file is cut back to where the batch started and the error
-        propagates.
+        propagates, naming this file.
         """
         payload = b"".join(encode_line(item) for item in items)
         if self._fd is None:
             self.open()
         fd = self._fd
         assert fd is not None
-        with _exclusive_lock(fd):
-            self._repair_torn_line(fd)
-            batch_offset = os.fstat(fd).st_size
-            if not payload:
-                return batch_offset
-            try:
-                remaining = memoryview(payload)
-                while remaining:  # a regular file rarely writes short; the lock keeps retries whole
-                    written = os.write(fd, remaining)
-                    remaining = remaining[written:]
-                os.fsync(fd)
-            except BaseException:
+        try:
+            with _exclusive_lock(fd):
+                self._repair_torn_line(fd)
+                batch_offset = os.fstat(fd).st_size
+                if not payload:
+                    return batch_offset
                 try:
-                    os.ftruncate(fd, batch_offset)
-                except OSError:
-                    pass  # the next open repairs the torn line instead
-                raise
+                    remaining = memoryview(payload)
+                    while remaining:  # a regular file rarely writes short; the lock keeps retries whole
+                        written = os.write(fd, remaining)
+                        remaining = remaining[written:]
+                    os.fsync(fd)
+                except BaseException:
+                    try:
+                        os.ftruncate(fd, batch_offset)
+                    except OSError:
+                        pass  # the next open repairs the torn line instead
+                    raise
+        except OSError as error:  # os.write's ENOSPC says what failed, not where
+            raise_with_path(error, self.path)
         return batch_offset
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from aw_tui.model.statemd import render_state_md
 from aw_tui.model.codec import CodecError, state_from_json
 from aw_tui.model.ledger import iso_or_none
 from aw_tui.model.summary import snapshot_json
-from aw_tui.store.atomic import atomic_write_text, raise_with_path
+from aw_tui.store.atomic import atomic_write_text
 from aw_tui.store.eventlog import Clock, EventReader, EventWriter, TailReset, utc_now
 from aw_tui.store.layout import RunPaths, create_run_dir
 from aw_tui.store.lease import LeaseHandle, LeaseStatus, acquire_lease, lease_status, read_lease
@@ -232,11 +232,8 @@ class RunWriter:
         self.lease = lease
         self.state = state
         self._clock = clock
-        try:  # opening repairs a torn last line, which writes too
-            self._log = EventWriter(paths.events, last_seq=state.last_seq, recovered_dir=paths.recovered_dir,
-                                    clock=clock)  # fmt: skip
-        except OSError as error:
-            raise_with_path(error, paths.events)
+        # Opening repairs a torn last line, which writes too: a failure names events.jsonl (JsonlAppender).
+        self._log = EventWriter(paths.events, last_seq=state.last_seq, recovered_dir=paths.recovered_dir, clock=clock)
         self._events_bytes = _size(paths.events)
         if self._log.repair is not None:
             repair = self._log.repair
@@ -312,10 +309,7 @@ class RunWriter:
 
         A failed write (a full disk) raises an OSError naming events.jsonl; nothing of the batch is applied.
         """
-        try:
-            stamped = self._log.append(events)
-        except OSError as error:
-            raise_with_path(error, self.paths.events)
+        stamped = self._log.append(events)
         self._events_lines += len(stamped)
         self.state = reduce_all(self.state, stamped)
         self._events_bytes = _size(self.paths.events)
