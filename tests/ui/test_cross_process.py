@@ -268,7 +268,8 @@ async def test_the_tui_aborts_a_working_headless_engine(engine: Engine) -> None:
     async with tui(engine).run_test(size=(160, 48)) as pilot:
         screen = await wait_for_run_screen(pilot)
         await until(pilot, engine, lambda: worker_waits(screen), "the TUI showing the worker's bash call")
-        assert processes_running(engine.marker), "the worker's bash call should be running"
+        # tool.call is written just before the shell starts, so the process may trail the TUI by a moment.
+        await until(pilot, engine, lambda: processes_running(engine.marker), "the worker's bash call running")
 
         await pilot.press("A", "y")
         abort = await until(pilot, engine, lambda: tui_command(engine, "abort"), "the TUI's abort command")
