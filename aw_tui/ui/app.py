@@ -87,10 +87,16 @@ class AwTuiApp(App[int]):
         await watch_roots(self.roots, self.post_message, self._stop_watch)
 
     def on_runs_changed(self, message: RunsChanged) -> None:
-        # Screens below the top one keep up too: the runs list is current when the user goes back to it.
+        # Screens below the top one keep up too: the runs list is current when the user goes back to it. They are
+        # told by a call, not a message: a message wakes a hidden screen, and Textual then repaints the whole top
+        # screen for it (the screen below the top one counts as visible, and keeps itself marked dirty).
+        top = self.screen
         for screen in self.screen_stack:
             if hasattr(screen, "on_runs_changed"):  # the runs list, run, ledger and comparison screens
-                screen.post_message(RunsChanged(message.runs))
+                if screen is top:
+                    screen.post_message(RunsChanged(message.runs))
+                else:
+                    screen.on_runs_changed(RunsChanged(message.runs))
 
     def open_run(self, path: Path) -> None:
         from aw_tui.ui.screens.run import RunScreen

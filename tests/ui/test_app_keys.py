@@ -15,7 +15,7 @@ from aw_tui.ui.screens.new_run import NewRunDialog
 from aw_tui.ui.screens.run import RunScreen
 from aw_tui.ui.widgets.report_view import ReportView
 
-from tests.ui.ui_kit import NOW, app_for, append_event, wait_for_run_screen
+from tests.ui.ui_kit import NOW, SAMPLE, app_for, append_event, wait_for_run_screen
 
 
 
@@ -233,3 +233,39 @@ async def test_runs_list_filter_then_enter_opens_the_matching_run(runs_root):
         await pilot.press("enter")
         screen = await wait_for_run_screen(pilot)
         assert screen.path.name == "aw_20250902_091203_speed_up_gpu_sort"
+
+
+async def test_the_runs_list_under_a_run_screen_waits_to_rescan_until_it_is_shown(runs_root, monkeypatch):
+    # Rescanning every run on each event of the open run would cost the run screen its frames.
+    from aw_tui.store import discovery
+    from aw_tui.ui.messages import RunsChanged
+    from aw_tui.ui.screens.runs import RunsScreen
+
+    scans: list[int] = []
+    real_discover = discovery.discover_runs
+
+    def counted(*args, **kwargs):
+        scans.append(1)
+        return real_discover(*args, **kwargs)
+
+    monkeypatch.setattr(discovery, "discover_runs", counted)
+    run = runs_root / SAMPLE
+    async with AwTuiApp([runs_root], open_path=run, clock=lambda: NOW, watch=False).run_test(size=(160, 48)) as pilot:
+        await wait_for_run_screen(pilot)
+        runs = pilot.app.screen_stack[-2]
+        assert isinstance(runs, RunsScreen)
+        for _ in range(100):
+            if len(runs.listings) == 2 and not runs._discovering:
+                break
+            await pilot.pause(0.02)
+        scanned = len(scans)
+        for _ in range(3):
+            pilot.app.post_message(RunsChanged(frozenset({run})))
+            await pilot.pause(0.05)
+        assert len(scans) == scanned
+        await pilot.press("escape")
+        for _ in range(100):
+            if len(scans) > scanned:
+                break
+            await pilot.pause(0.02)
+        assert len(scans) == scanned + 1  # one rescan for the three changes, once the list is shown

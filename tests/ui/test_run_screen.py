@@ -36,3 +36,16 @@ async def test_abort_asks_first_and_no_is_the_default(run_dir):
         await pilot.pause()
     (command,) = read_commands(run_dir)
     assert command.cmd == "abort"
+
+
+async def test_an_open_run_is_kept_out_of_full_collections_until_its_screen_closes(run_dir):
+    # A big run's objects walked by each full collection stall frames; a closed screen's must be collectable again.
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    async with app_for(run_dir).run_test(size=(160, 48)) as pilot:
+        await wait_for_run_screen(pilot)
+        assert gc.get_freeze_count() > 0
+        await pilot.press("escape")
+        await pilot.pause()
+        assert gc.get_freeze_count() == 0

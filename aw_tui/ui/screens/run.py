@@ -21,6 +21,7 @@ from aw_tui.store.control import submit_command
 from aw_tui.model.formatting import format_duration
 from aw_tui.store.run import OpenedRun, RunError, open_run
 from aw_tui.ui.actions import bindings
+from aw_tui.ui.heap import freeze_loaded, thaw_loaded
 from aw_tui.ui.messages import RunsChanged
 from aw_tui.ui.screens.dialogs import ConfirmDialog, TextPrompt
 from aw_tui.ui.screens.ledger import LedgerScreen
@@ -72,8 +73,12 @@ class RunScreen(Screen[None]):
         self.sub_title = self.path.name
         self.refresh_bindings()  # check_action depends on whether the run is read-only, known from here on
         await self._refresh_view()
+        freeze_loaded()  # the run and its tree are built: keep them out of the collector's full passes
         self.set_interval(1.0, self._tick)
         self.query_one(AgentTree).focus()
+
+    def on_unmount(self) -> None:
+        thaw_loaded()
 
     # --- following the run -----------------------------------------------------------------------------------
 

@@ -224,7 +224,9 @@ class RunsScreen(Screen[None]):
         self.reload()
 
     def on_runs_changed(self, message: RunsChanged) -> None:
-        if not self.is_current:
+        # Not `is_current`: Textual counts the screen just below the top one as current (it could show through),
+        # so under a run screen that would be true.
+        if self.app.screen is not self:
             # Hidden under a run screen: rescanning every run on each event of the open run costs that screen
             # frames; the list catches up once when it is shown again.
             self._stale = True
