@@ -30,10 +30,12 @@ How each figure is taken (measure() returns the rows, as in engine_bench.py and 
    after the agent tree holds the new agent's node. Between samples a random 50-250 ms pause, so samples do
    not lock step with the watcher's debounce or the run screen's 1 s tick. p50 and p95 over --samples.
    The path: watchfiles (40 ms debounce) -> RunsChanged -> the run screen reads and reduces the new lines in a
-   thread -> widgets -> the next frame; the runs list below it re-lists the root on the same message.
+   thread -> widgets -> the next frame; the runs list below it only notes the change (it re-lists when shown).
 3. Keypress with a 10,000-node tree. A run of 100 phases x 100 agents (10,100 nodes; the agents done, usage on
-   each) is shown (a) in the AgentTree alone in a minimal app, and (b) in the full run screen (AwTuiApp opened on
-   that run written to disk; the screen also shows the selected step's report). Both headless at 160x48. The
+   each) is shown (a) in the AgentTree alone in a minimal app, which freezes the loaded objects out of the
+   garbage collector as the run screen does (aw_tui.ui.heap), and (b) in the full run screen (AwTuiApp opened on
+   that run written to disk; the screen also shows the selected agent's report once the cursor rests, so not
+   between these keys, which come faster than that, as a held key does). Both headless at 160x48. The
    cursor is put at the top (`home`), then --keys `down` key events are sent the way Pilot sends them
    (driver.send_message), each after the previous one is done; most of them scroll the tree by a line. Timed
    from sending the key to the end of the tree's cursor action (handled) and to the first composed screen
@@ -409,6 +411,7 @@ async def keypress_widget(run: Path, last: str, keys: int) -> tuple[list[float],
     from textual.app import App
 
     from aw_tui.store.run import open_run
+    from aw_tui.ui.heap import freeze_loaded, thaw_loaded
     from aw_tui.ui.widgets.agent_tree import AgentTree
 
     state = open_run(run).state
@@ -419,10 +422,14 @@ async def keypress_widget(run: Path, last: str, keys: int) -> tuple[list[float],
 
         def on_mount(self) -> None:
             self.query_one(AgentTree).update_state(state, datetime.now(timezone.utc))
+            freeze_loaded()  # as the run screen does once its run is shown (aw_tui.ui.heap)
 
     app = TreeOnly()
-    return await keypresses(app, lambda: app.query_one(AgentTree), keys,
-                            lambda: app.query_one(AgentTree).node_for(last) is not None)  # fmt: skip
+    try:
+        return await keypresses(app, lambda: app.query_one(AgentTree), keys,
+                                lambda: app.query_one(AgentTree).node_for(last) is not None)  # fmt: skip
+    finally:
+        thaw_loaded()
 
 
 async def keypress_run_screen(run: Path, last: str, keys: int) -> tuple[list[float], list[float], int]:

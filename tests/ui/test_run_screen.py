@@ -45,7 +45,33 @@ async def test_an_open_run_is_kept_out_of_full_collections_until_its_screen_clos
     assert gc.get_freeze_count() == 0
     async with app_for(run_dir).run_test(size=(160, 48)) as pilot:
         await wait_for_run_screen(pilot)
+        await pilot.pause()  # the freeze waits for the tree's first frame
         assert gc.get_freeze_count() > 0
         await pilot.press("escape")
         await pilot.pause()
         assert gc.get_freeze_count() == 0
+
+
+async def test_the_report_follows_the_cursor_once_it_rests_not_every_line_it_passes(run_dir, monkeypatch):
+    from aw_tui.ui.widgets.agent_tree import AgentTree
+    from aw_tui.ui.widgets.report_view import ReportView
+
+    shown: list[str | None] = []
+    real_show = ReportView.show
+
+    async def counted(self, paths, relative, *args, **kwargs):
+        shown.append(relative)
+        return await real_show(self, paths, relative, *args, **kwargs)
+
+    monkeypatch.setattr(ReportView, "show", counted)
+    async with app_for(run_dir).run_test(size=(160, 48)) as pilot:
+        screen = await wait_for_run_screen(pilot)
+        await pilot.pause(0.2)
+        tree = screen.query_one(AgentTree)
+        shown.clear()
+        for _ in range(2):  # as a held key does: from analyst-3 past step 3's phase row to step 2's worker
+            tree.action_cursor_up()
+        await pilot.pause(0.3)
+        step = next(s for s in screen.opened.state.steps if s.agent == tree.selected_agent)
+        assert shown == [step.path]
+        assert screen.query_one(ReportView).path == step.path

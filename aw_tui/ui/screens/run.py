@@ -14,6 +14,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, OptionList, Tree
 
 from aw_tui.model.commands import ANSWERABLE_GATE_KINDS, new_command
@@ -32,6 +33,8 @@ from aw_tui.ui.widgets.gauges import Gauges
 from aw_tui.ui.widgets.report_view import ReportView
 from aw_tui.ui.widgets.status_line import StatusLine
 
+REPORT_FOLLOW_DELAY_S = 0.06  # a key repeats every 30-40 ms: a held key outpaces this, a resting cursor does not
+
 
 class RunScreen(Screen[None]):
     CSS_PATH = [stylesheet("run.tcss")]
@@ -47,6 +50,7 @@ class RunScreen(Screen[None]):
         self._pending: dict[str, str] = {}  # command id -> what it was, until the engine answers
         self._behind = False
         self._catching_up = False
+        self._report_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -73,9 +77,14 @@ class RunScreen(Screen[None]):
         self.sub_title = self.path.name
         self.refresh_bindings()  # check_action depends on whether the run is read-only, known from here on
         await self._refresh_view()
-        freeze_loaded()  # the run and its tree are built: keep them out of the collector's full passes
+        # Once the tree is drawn (its lines are laid out in that pass), keep the run out of full collections.
+        self.call_after_refresh(self._freeze_while_open)
         self.set_interval(1.0, self._tick)
         self.query_one(AgentTree).focus()
+
+    def _freeze_while_open(self) -> None:
+        if self.is_attached:  # not closed before its first frame: on_unmount has thawed already
+            freeze_loaded()
 
     def on_unmount(self) -> None:
         thaw_loaded()
@@ -176,7 +185,15 @@ class RunScreen(Screen[None]):
                                               placeholder)  # fmt: skip
 
     @on(Tree.NodeHighlighted)
-    async def _node_highlighted(self) -> None:
+    def _node_highlighted(self) -> None:
+        # A held cursor key passes many agents a second: the report (for a step, a file read and a markdown render,
+        # and a layout pass either way) follows the cursor once it rests, not at every line it passes.
+        if self._report_timer is not None:
+            self._report_timer.stop()
+        self._report_timer = self.set_timer(REPORT_FOLLOW_DELAY_S, self._show_report_at_cursor)
+
+    async def _show_report_at_cursor(self) -> None:
+        self._report_timer = None
         if self.opened is not None:
             await self._show_report()
 
