@@ -6,6 +6,7 @@ one small object per run instead of replaying every event log.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,10 +43,12 @@ class RunSummary:
 
     @property
     def total_cost(self) -> RoleCost:
-        cost, known, tokens = 0.0, True, 0
-        for item in self.costs.values():
-            cost, known, tokens = cost + item.cost, known and item.cost_known, tokens + item.tokens
-        return RoleCost(cost, known, tokens)
+        return _summed(self.costs.values())
+
+    def cost_except(self, *roles: str) -> RoleCost | None:
+        """Every other role's cost in one, or None when the run has no other role."""
+        others = [cost for role, cost in self.costs.items() if role not in roles]
+        return _summed(others) if others else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,3 +138,10 @@ def _parse_ts(value: Any) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _summed(costs: Iterable[RoleCost]) -> RoleCost:
+    cost, known, tokens = 0.0, True, 0
+    for item in costs:
+        cost, known, tokens = cost + item.cost, known and item.cost_known, tokens + item.tokens
+    return RoleCost(cost, known, tokens)

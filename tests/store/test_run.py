@@ -999,3 +999,15 @@ def _as_legacy_copy(run_dir: Path, target: Path) -> Path:
     shutil.copytree(run_dir, target)
     (target / "events.jsonl").unlink()
     return target
+
+
+def test_a_summary_sums_the_roles_other_than_the_named_ones_into_one_cost():
+    from aw_tui.model.summary import RoleCost, RunSummary
+
+    summary = RunSummary(run_id="r", title="t", state="RUNNING", paused=False, created_at=None, last_event_at=None,
+                         open_gates=0, last_seq=0, problems=0,
+                         costs={"analyst": RoleCost(1.0, True, 10), "worker": RoleCost(0.5, True, 20),
+                                "scout": RoleCost(0.25, True, 30), "workflow": RoleCost(0.125, False, 40)})  # fmt: skip
+    assert summary.cost_except("analyst", "worker") == RoleCost(0.375, False, 70)
+    assert summary.cost_except("analyst", "worker", "scout", "workflow") is None
+    assert summary.total_cost == RoleCost(1.875, False, 100)

@@ -125,9 +125,8 @@ class RunsScreen(Screen[None]):
         age = format_age((now - summary.created_at).total_seconds()) if summary.created_at else "–"
         analyst, worker = summary.cost_of("analyst"), summary.cost_of("worker")
         # Every other role (workflow agents, delegates, compaction under no role) in one column.
-        others = [cost for role, cost in summary.costs.items() if role not in ("analyst", "worker")]
-        other_cost = sum(cost.cost for cost in others)
-        other = (Text(format_cost(other_cost, all(cost.cost_known for cost in others)), justify="right") if others
+        others = summary.cost_except("analyst", "worker")
+        other = (Text(format_cost(others.cost, others.cost_known), justify="right") if others is not None
                  else Text("–", style="dim", justify="right"))  # fmt: skip
         gates = Text(str(summary.open_gates), style="bold yellow") if summary.open_gates else Text("–", style="dim")
         return [
