@@ -269,3 +269,16 @@ async def test_the_runs_list_under_a_run_screen_waits_to_rescan_until_it_is_show
                 break
             await pilot.pause(0.02)
         assert len(scans) == scanned + 1  # one rescan for the three changes, once the list is shown
+
+
+async def test_the_runs_list_counts_one_run_in_the_singular(run_dir):
+    from aw_tui.ui.screens.runs import RunsScreen
+
+    async with AwTuiApp([run_dir.parent], clock=lambda: NOW, watch=False).run_test(size=(160, 48)) as pilot:
+        runs = pilot.app.screen
+        assert isinstance(runs, RunsScreen)
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if runs.listings:
+                break
+        assert runs.sub_title == "1 run"

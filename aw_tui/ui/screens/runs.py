@@ -104,7 +104,9 @@ class RunsScreen(Screen[None]):
         self._show_counts(len(shown))
 
     def _show_counts(self, shown: int) -> None:
-        counts = f"{shown} of {len(self.listings)} runs" if self.filter_text else f"{shown} runs"
+        total = len(self.listings) if self.filter_text else shown
+        runs = f"run{'s' if total != 1 else ''}"
+        counts = f"{shown} of {total} {runs}" if self.filter_text else f"{shown} {runs}"
         marked = len(self._marked_listings())
         self.sub_title = counts + (f", {marked} marked" if marked else "")
 
