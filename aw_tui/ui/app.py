@@ -96,7 +96,7 @@ class AwTuiApp(App[int]):
                 if screen is top:
                     screen.post_message(RunsChanged(message.runs))
                 else:
-                    screen.on_runs_changed(RunsChanged(message.runs))
+                    screen.on_runs_changed(message)
 
     def open_run(self, path: Path) -> None:
         from aw_tui.ui.screens.run import RunScreen
