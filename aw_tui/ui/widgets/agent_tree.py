@@ -18,13 +18,14 @@ from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text, TextType
 from textual import events
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widgets import Tree
 from textual.widgets.tree import NodeID, TreeNode
 
 from aw_tui.model.formatting import format_duration, format_tokens
 from aw_tui.model.state import AgentNode, PhaseNode, RunState
+from aw_tui.ui.widgets.scrolling import ReusedScrollRows
 
 STATUS_MARK = {
     "running": ("▶", "bold green"), "done": ("✓", "green"), "failed": ("✗", "bold red"), "aborted": ("■", "red"),
@@ -67,11 +68,12 @@ def _cell_width(plain: str) -> int:
     return sum(map(cell_len, words)) + len(words) - 1
 
 
-class AgentTree(Tree[str]):
+class AgentTree(ReusedScrollRows, Tree[str]):
     def __init__(self, **kwargs) -> None:
         super().__init__("run", **kwargs)
         self._reset_maps()  # first: setting show_root below lays the (empty) tree out
         self._render_style: Style | None = None
+        self._render_size: Size | None = None
         self.show_root = False
         self.guide_depth = 3
         self.follow = True
@@ -284,16 +286,23 @@ class AgentTree(Tree[str]):
     # --- rendering ---------------------------------------------------------------------------------------------
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        # Tree.render_line asks for rich_style once per line, and each ask walks the DOM; one per render will do.
+        # Tree asks for rich_style once per line and for size twice, and each ask walks the DOM (to the screen and
+        # its layout); neither changes during a render, so one ask each per render will do.
         self._render_style = super().rich_style
+        self._render_size = super().size
         try:
             return super().render_lines(crop)
         finally:
             self._render_style = None
+            self._render_size = None
 
     @property
     def rich_style(self) -> Style:
         return self._render_style if self._render_style is not None else super().rich_style
+
+    @property
+    def size(self) -> Size:
+        return self._render_size if self._render_size is not None else super().size
 
     def process_label(self, label: TextType) -> Text:
         # Tree keeps a label's first line; ours are one line already (no copy to split them needlessly).
