@@ -47,7 +47,9 @@ How each figure is taken (measure() returns the rows, as in engine_bench.py and 
    setting of aw-tui), which leaves the app's own work in it: dispatching the key, the tree's action, the
    handlers it sets off, the layout and the render of the frame. The 60 fps figures are shown beside it, and
    the same unpaced figure for a tree of 303 nodes shows what the tree's size adds (the Tree is drawn line by
-   line, only the visible lines).
+   line, only the visible lines). Beside each unpaced p95: the share of all CPU time that the hypervisor gave to
+   other guests while the keys were timed (steal, from /proc/stat; Linux only). On a shared VM a p95 that moves
+   from run to run moves with it.
 4. Memory. As 1 but on a root with 1,000 runs: once the table holds all 1,000 rows and that has been painted,
    the child reads its VmRSS from /proc/self/status. One process (after the unmeasured warm-up run).
 """
@@ -473,6 +475,23 @@ def frame_period(seconds: float | None) -> Iterator[None]:
         textual.screen.UPDATE_PERIOD = saved
 
 
+def cpu_steal_jiffies() -> tuple[int, int] | None:
+    """(steal, total) CPU time of all CPUs so far, from /proc/stat; None where there is none. Steal is time the
+    hypervisor gave this VM's CPUs to someone else: on a shared host it shows up as slow frames."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(field) for field in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)  # user nice system idle iowait irq softirq steal
+
+
+def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return 100 * (after[0] - before[0]) / (after[1] - before[1])
+
+
 def measure(repeat: int = 15, samples: int = 60, keys: int = 200) -> list[dict]:
     def row(figure: str, value: float, unit: str = "ms", target: float | None = None) -> dict:
         return {"figure": figure, "value": value, "unit": unit, "target": target,
@@ -499,18 +518,25 @@ def measure(repeat: int = 15, samples: int = 60, keys: int = 200) -> list[dict]:
         to_tree, to_frame = asyncio.run(event_latencies(root100, runs100[0], samples))
 
         keyed: dict[str, tuple[list[float], list[float], int]] = {}
+        steal: dict[str, float | None] = {}
         for name, run, last, period, screen in (
             ("tree", big, big_last, None, False), ("tree, unpaced", big, big_last, 0.001, False),
             ("small tree, unpaced", small, small_last, 0.001, False),
             ("screen", big, big_last, None, True), ("screen, unpaced", big, big_last, 0.001, True),
         ):  # fmt: skip
             with frame_period(period):
+                before = cpu_steal_jiffies()
                 keyed[name] = asyncio.run((keypress_run_screen if screen else keypress_widget)(run, last, keys))
+                steal[name] = steal_percent(before, cpu_steal_jiffies())
 
         run_on_pty("aw", root1000, 1000, tmp)  # warm-up (page cache of 1,000 run.json files)
         memory = run_on_pty("aw", root1000, 1000, tmp)
 
     nodes, small_nodes = keyed["tree"][2], keyed["small tree, unpaced"][2]
+
+    def steal_row(percent: float | None) -> list[dict]:
+        return [] if percent is None else [row("  CPU time the host took meanwhile (steal)", percent, "%")]
+
     return [
         row(f"minimal Textual app: process start -> first frame (median of {repeat})", _ms(minimal)),
         row("aw-tui, 100 runs: process start -> first frame", _ms(aw)),
@@ -529,6 +555,7 @@ def measure(repeat: int = 15, samples: int = 60, keys: int = 200) -> list[dict]:
         row("  key -> frame at 60 fps, p95", _p95_ms(keyed["tree"][1])),
         row("  key -> frame unpaced, median", _ms(keyed["tree, unpaced"][1])),
         row("  key -> frame unpaced, p95", _p95_ms(keyed["tree, unpaced"][1]), "ms", KEYPRESS_TARGET_MS),
+        *steal_row(steal["tree, unpaced"]),
         row(f"  same with {small_nodes} nodes: key -> frame unpaced, median", _ms(keyed["small tree, unpaced"][1])),
         row(f"  same with {small_nodes} nodes: key -> frame unpaced, p95", _p95_ms(keyed["small tree, unpaced"][1])),
         row(f"down key, run screen, {nodes:,} nodes: key -> handled, median", _ms(keyed["screen"][0])),
@@ -537,6 +564,7 @@ def measure(repeat: int = 15, samples: int = 60, keys: int = 200) -> list[dict]:
         row("  key -> frame at 60 fps, p95", _p95_ms(keyed["screen"][1])),
         row("  key -> frame unpaced, median", _ms(keyed["screen, unpaced"][1])),
         row("  key -> frame unpaced, p95", _p95_ms(keyed["screen, unpaced"][1]), "ms", KEYPRESS_TARGET_MS),
+        *steal_row(steal["screen, unpaced"]),
         row(f"1,000 runs listed: resident memory (runs made in {made_1000_s:.1f} s)", memory["rss_mb"], "MB",
             MEMORY_TARGET_MB),
         row("  1,000 runs: process start -> rows painted", memory["listed_s"] * 1000),

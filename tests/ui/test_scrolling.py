@@ -8,6 +8,8 @@ visible one, and the scrollbar repaints only when its thumb moves.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import groupby
 
 import pytest
@@ -139,6 +141,24 @@ async def test_reused_rows_and_the_thumb_scrollbar_draw_what_textual_draws():
     assert len({str(frame) for frame in ours}) > 20  # the checkpoints really show different screens
 
 
+@contextmanager
+def restyled_rows(cache: RowReuseStylesCache) -> Iterator[list[int]]:
+    """The content rows that `cache` styles (rather than reuses) inside the block."""
+    styled: list[int] = []
+    original = StylesCache.render_line
+
+    def counted(self, styles, y, *args):
+        if self is cache and y in cache._content_rows:
+            styled.append(y)
+        return original(self, styles, y, *args)
+
+    StylesCache.render_line = counted  # type: ignore[method-assign]
+    try:
+        yield styled
+    finally:
+        StylesCache.render_line = original  # type: ignore[method-assign]
+
+
 async def test_a_one_line_scroll_restyles_only_the_rows_that_changed():
     async with TreeBesideInput(AgentTree).run_test(size=(100, 30)) as pilot:
         tree = await big_tree_at_top(pilot)
@@ -147,21 +167,10 @@ async def test_a_one_line_scroll_restyles_only_the_rows_that_changed():
         for _ in range(40):  # the cursor to the bottom row: from here each down key scrolls
             await pilot.press("down")
         await pilot.pause()
-        styled_rows: list[int] = []
-        original = StylesCache.render_line
-
-        def counted(self, styles, y, *args):
-            if self is cache and y in cache._content_rows:
-                styled_rows.append(y)
-            return original(self, styles, y, *args)
-
-        StylesCache.render_line = counted  # type: ignore[method-assign]
-        try:
-            scroll_before = tree.scroll_y
+        scroll_before = tree.scroll_y
+        with restyled_rows(cache) as styled_rows:
             await pilot.press("down")
             await pilot.pause()
-        finally:
-            StylesCache.render_line = original  # type: ignore[method-assign]
         assert tree.scroll_y == scroll_before + 1
         # The row that came into view is the new cursor line; the old cursor line lost its highlight.
         assert 1 <= len(styled_rows) <= 2, styled_rows
@@ -184,6 +193,12 @@ async def test_the_scrollbar_repaints_only_when_its_thumb_moves():
         assert tree.scroll_y == 60 and 1 <= moves < 15
         assert len(renders) == moves  # one repaint per move of the thumb, none between
         assert renders[-1] == thumbs[-1]
+        # A repaint restyles only the bar's rows that changed: where the thumb's ends were and are.
+        with restyled_rows(bar._styles_cache) as styled_rows:
+            while bar._thumb() == thumbs[-1]:
+                tree.scroll_to(y=tree.scroll_y + 1, animate=False)
+                await pilot.pause()
+        assert 1 <= len(styled_rows) <= 4, styled_rows
 
 
 @pytest.mark.parametrize("size, virtual", [(5, 6), (5, 60), (28, 300), (28, 2020), (46, 4000), (3, 40)])

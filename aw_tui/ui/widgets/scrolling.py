@@ -10,7 +10,8 @@ row. Two costs of that are avoidable, and together they were about half of each 
   that changed (the cursor's old and new line) are styled.
 - The scrollbar. Each scroll sets the bar's position, which repaints the whole bar, though in a tree of thousands
   of lines the thumb moves one eighth of a cell only every few dozen lines. `ThumbScrollBar` repaints only when
-  what it draws would change.
+  what it draws would change, and then restyles only the rows that changed (in a short tree the thumb moves at
+  every line).
 
 `ReusedScrollRows` puts both on a widget. Both lean on Textual internals (StylesCache, ScrollBarRender's thumb
 arithmetic, App._start_widget); Textual is pinned to an exact version, and tests compare the results with
@@ -136,6 +137,16 @@ class ThumbScrollBar(ScrollBar):
     def __init__(self, vertical: bool = True, name: str | None = None, *, thickness: int = 1) -> None:
         super().__init__(vertical, name, thickness=thickness)
         self._drawn_thumb: tuple[int, int] | None = None
+        self._styles_cache = RowReuseStylesCache()
+        self._distinct_rows: dict[tuple, Strip] = {}  # a row's segments -> the one Strip handed out for them
+
+    def render_line(self, y: int) -> Strip:
+        # A bar has a handful of distinct rows (track above, thumb, track below, the thumb's two ends): handing out
+        # one Strip object for each lets RowReuseStylesCache finish each once, not every row at every repaint.
+        row = super().render_line(y)
+        if len(self._distinct_rows) > 64:  # colours changed (hover, grab, theme) often enough: start afresh
+            self._distinct_rows.clear()
+        return self._distinct_rows.setdefault(tuple(row), row)
 
     def _thumb(self) -> tuple[int, int] | None:
         # As ScrollBar._render_bar passes them on: the window counts only when smaller than what it shows.
