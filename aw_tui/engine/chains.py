@@ -26,6 +26,7 @@ from aw_tui.engine.agent import AgentSpec
 from aw_tui.engine.agentdefs import AgentDefinition, UnknownAgent
 from aw_tui.engine.delegate import ChildRun, SubagentRuntime
 from aw_tui.model import events as ev
+from aw_tui.model.formatting import counted
 from aw_tui.model.ledger import ZERO_USAGE, Usage
 
 PREVIOUS_LIMIT = 16_000
@@ -99,7 +100,7 @@ def prior_iterations(outputs: Sequence[str], limit: int = LOOP_CONTEXT_LIMIT) ->
         newest = blocks[-1]
         kept = [newest[:limit] + f"\n[... cut: this output has {len(newest):,} characters]"]
     dropped = len(blocks) - len(kept)
-    note = (f"({dropped} earlier iteration{'s' if dropped != 1 else ''} left out to stay within {limit:,} "
+    note = (f"({counted(dropped, 'earlier iteration')} left out to stay within {limit:,} "
             "characters)\n\n" if dropped else "")  # fmt: skip
     return note + "\n\n".join(kept)
 

@@ -34,7 +34,7 @@ from aw_tui.engine.agentdefs import (
 )
 from aw_tui.engine.tools import ToolContext, ToolResult, cut_output
 from aw_tui.model import events as ev
-from aw_tui.model.formatting import format_cost, format_duration, one_line
+from aw_tui.model.formatting import counted, format_cost, format_duration, one_line
 from aw_tui.model.ledger import ZERO_USAGE, Usage
 from aw_tui.model.settings import EFFORTS, Settings, effort_choice
 
@@ -85,7 +85,7 @@ class ChildRun:
 
     def stats(self) -> str:
         """`model · duration · N tool calls · N tokens · cost` for a header line."""
-        tools = f"{self.tool_calls} tool call{'s' if self.tool_calls != 1 else ''}"
+        tools = counted(self.tool_calls, "tool call")
         if self.failed_tool_calls:
             tools += f" ({self.failed_tool_calls} failed)"
         parts = [self.model, format_duration(self.duration_ms), tools, f"{self.usage.total_tokens:,} tokens",
@@ -360,7 +360,7 @@ def _refused(reason: str, effort: str | None, agent: str | None) -> DelegateResu
 def _seconds(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         minutes = int(seconds // 60)
-        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+        return counted(minutes, "minute")
     return f"{seconds:g} s"
 
 

@@ -42,6 +42,7 @@ from aw_tui.engine.sandbox import (
     resolve_in_workspace,
     workspace_root,
 )
+from aw_tui.model.formatting import counted
 
 Approver = Callable[[str], Awaitable[bool]]
 Handler = Callable[[dict[str, Any], "ToolContext"], Awaitable["ToolResult"]]
@@ -480,7 +481,7 @@ def _hard_link_note(real: Path, shown: str) -> str:
     if not stat.S_ISREG(info.st_mode) or info.st_nlink < 2:
         return ""
     others = info.st_nlink - 1
-    return (f". {shown} was hard-linked to {others} other name{'s' if others > 1 else ''}; only {shown} changed, "
+    return (f". {shown} was hard-linked to {counted(others, 'other name')}; only {shown} changed, "
             f"the other{'s' if others > 1 else ''} kept the old content")  # fmt: skip
 
 

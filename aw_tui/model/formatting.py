@@ -17,6 +17,11 @@ def round_half_up(value: float) -> int:
     return int(math.floor(value + 0.5))
 
 
+def counted(count: int, noun: str) -> str:
+    """"1 run", "0 runs", "3 runs": the count and its noun, plural unless the count is one (regular nouns only)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def format_tokens(count: float | int | None) -> str:
     """`–` for nothing, `1,000` below 10K, `20K` below a million, `1.2M` above."""
     try:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from aw_tui.model.events import MAX_COST, MAX_COUNT
-from aw_tui.model.formatting import DASH, round_half_up, format_cost, format_duration, format_tokens, iso
+from aw_tui.model.formatting import DASH, counted, format_cost, format_duration, format_tokens, iso, round_half_up
 
 ROLE_ORDER = {"analyst": 0, "worker": 1}
 OTHER_ROLE = "other"
@@ -337,7 +337,7 @@ class TimingSummary:
         for category, ms in self.tool_ms_by_category.items():
             if ms > 0:
                 rows.append((category, format_duration(ms), share(ms, total)))
-        runs = f"{self.compactions} run{'' if self.compactions == 1 else 's'}"
+        runs = counted(self.compactions, "run")
         failed = f", {self.failed_compactions} failed" if self.failed_compactions else ""
         time = format_duration(self.compaction_ms) if self.compaction_ms > 0 else DASH
         rows.append((f"Compaction ({runs}{failed})", time, share(self.compaction_ms, total)))

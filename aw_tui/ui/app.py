@@ -22,6 +22,7 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from aw_tui.clock import utc_now
+from aw_tui.model.formatting import counted
 from aw_tui.ui import actions
 from aw_tui.ui.messages import RunsChanged
 from aw_tui.ui.screens.runs import RunsScreen
@@ -184,7 +185,7 @@ class AwTuiApp(App[int]):
             self.bell()
             self.notify(f"{path.name} ended {state.state}: {state.state_reason}", severity="error", timeout=8)
         waiting = sum(count for count, _ in self._attention.values())
-        self.title = f"aw-tui [{waiting} gate{'s' if waiting != 1 else ''} waiting]" if waiting else "aw-tui"
+        self.title = f"aw-tui [{counted(waiting, 'gate')} waiting]" if waiting else "aw-tui"
 
     # --- leaving -----------------------------------------------------------------------------------------------
 

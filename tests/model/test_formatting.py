@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from aw_tui.model.formatting import format_age, format_cost, format_duration, format_money, format_tokens
+from aw_tui.model.formatting import counted, format_age, format_cost, format_duration, format_money, format_tokens
 
 
 @pytest.mark.parametrize(
@@ -85,3 +85,8 @@ def test_sparkline_scales_to_the_peak_and_keeps_the_latest_values():
     assert sparkline([9.0, 1.0, 0.0, 2.0], 3) == "▅▁█"  # the oldest value is dropped, the rest rescaled
     assert sparkline([0.0, 0.0], 5) == "▁▁"
     assert sparkline([], 5) == "" and sparkline([1.0], 0) == ""
+
+
+@pytest.mark.parametrize(("count", "text"), [(0, "0 runs"), (1, "1 run"), (2, "2 runs"), (1000, "1000 runs")])
+def test_counted_is_plural_unless_one(count, text):
+    assert counted(count, "run") == text

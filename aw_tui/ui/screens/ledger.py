@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from aw_tui.model.formatting import DASH, format_cost, format_duration, format_tokens, one_line
+from aw_tui.model.formatting import DASH, counted, format_cost, format_duration, format_tokens, one_line
 from aw_tui.model.ledger import (
     Ledger,
     LedgerStep,
@@ -56,7 +56,7 @@ def _tools_cell(step: LedgerStep) -> Text:
     calls = ", ".join(f"{name}×{count}" for name, count in sorted(step.tool_counts.items(), key=lambda kv: -kv[1]))
     cell = Text(calls or DASH, style="" if calls else "dim")
     if step.tool_errors:
-        cell.append(f"  {step.tool_errors} error{'s' if step.tool_errors != 1 else ''}", style="red")
+        cell.append(f"  {counted(step.tool_errors, 'error')}", style="red")
     return cell
 
 
@@ -240,14 +240,14 @@ class LedgerScreen(_FollowsRuns):
         rows.append(("end_to_end", *end_to_end))
         rows.append(("steps", f"Steps ({steps.steps})", format_duration(steps.wall_ms), share(steps.wall_ms, total_ms)))
         for role, time in step_time_by_role(ledger).items():
-            label = f"  {role_label(role)} ({time.steps} step{'s' if time.steps != 1 else ''})"
+            label = f"  {role_label(role)} ({counted(time.steps, 'step')})"
             rows.append((f"steps:{role}", label, format_duration(time.wall_ms), share(time.wall_ms, total_ms)))
         average = format_duration(steps.average_wall_ms) if steps.steps else DASH
         rows.append(("average", "Average per step", average, ""))
         gates = list(state.gates.values())
         if gates:
             wait = operator_wait_ms([(gate.opened_at, gate.resolved_at) for gate in gates], ended)
-            label = f"Operator wait ({len(gates)} gate{'s' if len(gates) != 1 else ''})"
+            label = f"Operator wait ({counted(len(gates), 'gate')})"
             rows.append(("operator_wait", label, format_duration(wait), share(wait, total_ms)))
         if steps.external_ms > 0:
             rows.append(("external", "External analyst", format_duration(steps.external_ms),

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from aw_tui.model.formatting import format_age, format_cost
+from aw_tui.model.formatting import counted, format_age, format_cost
 from aw_tui.ui.actions import bindings
 from aw_tui.ui.messages import RunsChanged
 
@@ -105,8 +105,7 @@ class RunsScreen(Screen[None]):
 
     def _show_counts(self, shown: int) -> None:
         total = len(self.listings) if self.filter_text else shown
-        runs = f"run{'s' if total != 1 else ''}"
-        counts = f"{shown} of {total} {runs}" if self.filter_text else f"{shown} {runs}"
+        counts = f"{shown} of {counted(total, 'run')}" if self.filter_text else counted(shown, "run")
         marked = len(self._marked_listings())
         self.sub_title = counts + (f", {marked} marked" if marked else "")
 
@@ -205,7 +204,7 @@ class RunsScreen(Screen[None]):
         if len(readable) < 2:
             unreadable = len(marked) - len(readable)
             why = f" ({unreadable} of them unreadable)" if unreadable else ""
-            self.notify(f"{len(marked)} run{'s' if len(marked) != 1 else ''} marked{why}: mark two or more "
+            self.notify(f"{counted(len(marked), 'run')} marked{why}: mark two or more "
                         "readable runs with space, then press c", severity="warning", title="Compare")  # fmt: skip
             return
         if len(readable) < len(marked):

@@ -23,7 +23,7 @@ from textual.strip import Strip
 from textual.widgets import Tree
 from textual.widgets.tree import NodeID, TreeNode
 
-from aw_tui.model.formatting import format_duration, format_tokens
+from aw_tui.model.formatting import counted, format_duration, format_tokens
 from aw_tui.model.state import AgentNode, PhaseNode, RunState
 from aw_tui.ui.widgets.scrolling import ReusedScrollRows
 
@@ -45,7 +45,7 @@ def agent_label(agent: AgentNode, now: datetime, elapsed: str | None = None) -> 
     tokens = agent.usage.input + agent.usage.cache_read + agent.usage.output
     text.append(f"  {format_tokens(tokens)} tok", style="dim")
     if agent.tool_count or agent.tools_running:
-        text.append(f"  {agent.tool_count} tool{'s' if agent.tool_count != 1 else ''}", style="dim")
+        text.append(f"  {counted(agent.tool_count, 'tool')}", style="dim")
     if agent.tools_running:
         text.append(" (1 running)" if agent.tools_running == 1 else f" ({agent.tools_running} running)", style="green")
     text.append(f"  {elapsed if elapsed is not None else _elapsed(agent, now)}", style="dim")

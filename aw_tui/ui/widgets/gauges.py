@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from aw_tui.model.formatting import format_cost, format_tokens, sparkline
+from aw_tui.model.formatting import counted, format_cost, format_tokens, sparkline
 from aw_tui.model.ledger import compaction_threshold, role_label, role_sort_key
 from aw_tui.model.state import RunState
 
@@ -67,7 +67,7 @@ class Gauges(Static):
         if ledger.steps:
             costs = [step.usage.cost for step in ledger.steps]
             lines.append(Text.assemble("Run cost per step  ", (sparkline(costs, 40), "cyan"),
-                                       f"  {len(costs)} step{'s' if len(costs) != 1 else ''}, {format_cost(total.cost, total.cost_known)}"))  # fmt: skip
+                                       f"  {counted(len(costs), 'step')}, {format_cost(total.cost, total.cost_known)}"))  # fmt: skip
         budget = state.settings.get("budget") if isinstance(state.settings.get("budget"), dict) else {}
         cap = _positive_number(budget.get("max_cost_usd"))
         if cap is not None:
