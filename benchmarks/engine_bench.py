@@ -15,7 +15,7 @@ How each figure is taken (medians throughout, as in store_bench.py; measure() re
        real RunWriter (appended with fsync, as the engine does) on a run in a temp dir; the median turn.
        (a) and (b) alternate, one of each per round for --calls rounds, so a drifting machine load weighs on
        both alike. Overhead = (b) - (a). This is the figure the 2 ms target applies to: the machinery around
-       one scripted model call (the retry wrapper, usage and cost, three event batches through the event log
+       one scripted model call (the retry wrapper, usage and cost, two event batches through the event log
        and the reducer).
    (c) orchestrator turn: `Orchestrator.run()` on a script where the analyst says NEEDS_WORKER and the worker
        reports completely, alternating for --orchestrator-turns turns, then DONE, approved through a listener
@@ -256,7 +256,7 @@ def measure(calls: int = 200, orchestrator_turns: int = 40, repeat: int = 3) -> 
 
     return [
         row(f"bare litellm.acompletion, scripted (median of {calls})", bare_ms),
-        row("run_agent turn: 1 call, 3 event writes with fsync", agent_ms),
+        row("run_agent turn: 1 call, 2 event batches with fsync", agent_ms),
         row("overhead per scripted turn (run_agent - bare)", agent_overhead, TURN_TARGET_MS),
         row("  same, fsync stubbed (CPU only)", cpu_agent_overhead),
         row(f"orchestrator turn (median of {n}; run of {steps} steps)", orch_ms),

@@ -156,9 +156,19 @@ class _Turn:
     counted_tokens: int = 0
     counted_messages: int = 0
     pending_calls: dict[str, float] = field(default_factory=dict)
+    # The turn's own successful call (its attempt and usage), written in one batch with what the reply leads to
+    # when that follows with no wait in between: every batch costs an fsync. `flush` writes it on its own.
+    held: list[ev.Event] = field(default_factory=list)
 
     def emit(self, *events: ev.Event) -> None:
+        if self.held:
+            events = (*self.held, *events)
+            self.held = []
         self.hooks.emit(*events)
+
+    def flush(self) -> None:
+        if self.held:
+            self.emit()
 
     async def attempt_reported(self, agent_id: str, attempt: llm.Attempt) -> None:
         events: list[ev.Event] = [
@@ -179,7 +189,10 @@ class _Turn:
             )
             if agent_id == self.spec.id:
                 self.usage = self.usage + u
-        self.emit(*events)
+        if agent_id == self.spec.id and attempt.outcome == "ok":
+            self.held.extend(events)
+        else:
+            self.emit(*events)
 
     def context_estimate(self, messages: Sequence[Mapping[str, Any]]) -> int:
         return self.counted_tokens + estimate_tokens(messages[self.counted_messages :])
@@ -241,6 +254,8 @@ async def run_agent(
                                      message=f"{spec.model} refused a forced tool choice; asking unforced"))  # fmt: skip
                     continue
                 raise AgentFailed(error.message, kind=error.kind, usage=turn.usage) from error
+            if completion.tool_calls or respond is not None or completion.is_empty:
+                turn.flush()  # what comes next may wait (a paused run, an approval): the usage is written now
             reply = dict(completion.message)
             messages.append(reply)
             transcript.append(reply)
@@ -303,6 +318,8 @@ async def run_agent(
     except asyncio.CancelledError:
         turn.emit(_cancelled(spec.id, hooks))
         raise
+    finally:
+        turn.flush()  # an unexpected error still leaves the call's usage on record
 
 
 _REJECTED = object()

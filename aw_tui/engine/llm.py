@@ -886,7 +886,6 @@ async def complete(
     litellm = await _load_litellm_off_loop()
     started = time.perf_counter()
     attempts: list[Attempt] = []
-    secrets = _secrets(api_key)
 
     async def report(attempt: Attempt) -> None:
         attempts.append(attempt)
@@ -896,7 +895,7 @@ async def complete(
                 await result
 
     async def refuse(kind: Outcome, message: str) -> LlmError:
-        message = redact(message, secrets)
+        message = redact(message, _secrets(api_key))  # on failures only: it scans the whole environment
         await report(Attempt(1, model, kind, 0.0, message))
         return LlmError(kind, message, attempts)
 
@@ -960,7 +959,7 @@ async def complete(
             duration_ms = (time.perf_counter() - attempt_started) * 1000
             kind = classify(exc)
             error = redact(_attempt_error(litellm, exc, kind, policy.timeout_s, streamed[0], over_http=over_http),
-                           secrets)  # fmt: skip
+                           _secrets(api_key))  # fmt: skip
             quota_used_up = kind == "rate_limited" and _quota_used_up(exc)
             delay: float | None = None
             if kind in RETRYABLE and number < policy.max_attempts and not quota_used_up:
