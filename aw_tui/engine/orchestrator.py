@@ -47,7 +47,6 @@ from aw_tui.engine.protocol import (
     substantive_length,
     worker_asks_for_operator,
 )
-from aw_tui.engine.sandbox import DangerPolicy
 from aw_tui.engine.tools import ToolContext
 from aw_tui.model import events as ev
 from aw_tui.model.commands import ANSWERABLE_GATE_KINDS, WAITING_STATES, Command, judge_command
@@ -559,13 +558,8 @@ class Orchestrator:
         )  # fmt: skip
 
     def _tool_context(self, policy: str) -> ToolContext:
-        tools = self.settings.tools
-        return ToolContext(
-            workspace=Path(self.state.workspace), artifacts_dir=self.paths.artifacts_dir, policy=policy,
-            bash_timeout_s=tools.bash_timeout_s,
-            dangerous=DangerPolicy(extra_patterns=tuple(tools.dangerous_patterns),
-                                   allowed_patterns=tuple(tools.allowed_patterns)),
-        )  # fmt: skip
+        return ToolContext.from_settings(self.settings.tools, workspace=Path(self.state.workspace),
+                                         artifacts_dir=self.paths.artifacts_dir, policy=policy)  # fmt: skip
 
     def _offer_delegate(self, tools: ToolContext, agent_id: str) -> None:
         """Give the agent owning `tools` the delegate tool: its children nest under it and share its approver."""

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aw_tui.engine import confine
 from aw_tui.engine.llm import SECRET_NAME
@@ -43,6 +43,9 @@ from aw_tui.engine.sandbox import (
     workspace_root,
 )
 from aw_tui.model.formatting import counted
+
+if TYPE_CHECKING:
+    from aw_tui.model.settings import ToolSettings
 
 Approver = Callable[[str], Awaitable[bool]]
 Handler = Callable[[dict[str, Any], "ToolContext"], Awaitable["ToolResult"]]
@@ -132,6 +135,18 @@ class ToolContext:
     shell_support: confine.Support | None = None
     confine_approved_commands: bool = False
     _running: dict[int, _Running] = field(default_factory=dict, init=False, repr=False)
+
+    @classmethod
+    def from_settings(cls, tools: ToolSettings, *, workspace: Path, artifacts_dir: Path,
+                      policy: str | None = None) -> ToolContext:  # fmt: skip
+        """A context as the project's [tools] settings make it: their policy (unless `policy` is given), bash's
+        timeout, and the patterns that decide which commands wait for the operator."""
+        return cls(
+            workspace=workspace, artifacts_dir=artifacts_dir, policy=tools.policy if policy is None else policy,
+            bash_timeout_s=tools.bash_timeout_s,
+            dangerous=DangerPolicy(extra_patterns=tuple(tools.dangerous_patterns),
+                                   allowed_patterns=tuple(tools.allowed_patterns)),
+        )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:

@@ -101,7 +101,6 @@ from aw_tui.engine.chains import Judge, PipelineStep, normalize_steps, run_loop,
 from aw_tui.engine.delegate import DELEGATE_ROLE, SpecAdjuster, SubagentRuntime
 from aw_tui.engine.delegate import delegate as run_delegate
 from aw_tui.engine.journal import Journal, JournalEntry, journal_key, stable_json
-from aw_tui.engine.sandbox import DangerPolicy
 from aw_tui.engine.tools import POLICIES, ToolContext
 from aw_tui.model import events as ev
 from aw_tui.model.commands import Command, judge_command
@@ -753,8 +752,9 @@ class Workflow:
         if context is None:
             if self.workspace is None or self.artifacts_dir is None:
                 raise WorkflowError("agents with tools need a workspace (this workflow has none)")
-            context = self._tool_contexts[policy] = ToolContext(
-                workspace=self.workspace, artifacts_dir=self.artifacts_dir, policy=policy
+            # The project's [tools] settings hold here too: bash's timeout, which commands wait for an operator.
+            context = self._tool_contexts[policy] = ToolContext.from_settings(
+                self._load_settings().tools, workspace=self.workspace, artifacts_dir=self.artifacts_dir, policy=policy
             )
         return context
 
@@ -960,13 +960,8 @@ class Workflow:
             if self.workspace is None or self.artifacts_dir is None:
                 raise WorkflowError("wf.delegate, wf.chain and wf.loop need a workspace (this workflow has none)")
             settings = subagent_settings(self._load_settings(), self.model)
-            tools = settings.tools
-            context = ToolContext(
-                workspace=self.workspace, artifacts_dir=self.artifacts_dir, policy=tools.policy,
-                bash_timeout_s=tools.bash_timeout_s,
-                dangerous=DangerPolicy(extra_patterns=tuple(tools.dangerous_patterns),
-                                       allowed_patterns=tuple(tools.allowed_patterns)),
-            )  # fmt: skip
+            context = ToolContext.from_settings(settings.tools, workspace=self.workspace,
+                                                artifacts_dir=self.artifacts_dir)  # fmt: skip
             catalog = load_agent_definitions(self.workspace)
             for problem in catalog.problems:
                 self._log_once("warning", str(problem))

@@ -153,6 +153,27 @@ async def test_without_a_budget_nothing_waits():
     assert peak_running(h.events) == 16
 
 
+# --- 5. an agent's tools follow the project's [tools] settings ----------------------------------------------------
+
+
+async def test_an_agent_with_tools_follows_the_projects_dangerous_patterns(tmp_path, monkeypatch):
+    """A command the project marks as needing approval is not run by a workflow agent (there is no operator to
+    ask): the same rule as for the worker."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-user-config"))
+    workspace, artifacts = tmp_path / "ws", tmp_path / "artifacts"
+    (workspace / ".aw-tui").mkdir(parents=True)
+    (workspace / ".aw-tui" / "config.toml").write_text("[tools]\ndangerous_patterns = ['deploy']\n")
+    artifacts.mkdir()
+    bash = {"tool_calls": [{"id": "b1", "name": "bash", "arguments": {"command": "echo deploy > deployed.txt"}}]}
+    answer = text_turn("could not deploy")
+    answer["expect_tool_result"] = "b1"
+    h = harness({"workflow": [bash, answer]}, workspace=workspace, artifacts_dir=artifacts)
+    assert await run(h, lambda wf: wf.agent("deploy it", tools="all-tools")) == "could not deploy"
+    (finished,) = [e for e in h.events if e.type == "tool.finished"]
+    assert finished.refused and "deploy" in (finished.error or "")
+    assert not (workspace / "deployed.txt").exists()
+
+
 # --- the deep-research demo (§2.9, §6.1 case 10) --------------------------------------------------------------
 
 
