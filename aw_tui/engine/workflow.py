@@ -752,7 +752,8 @@ class Workflow:
         if context is None:
             if self.workspace is None or self.artifacts_dir is None:
                 raise WorkflowError("agents with tools need a workspace (this workflow has none)")
-            # The project's [tools] settings hold here too: bash's timeout, which commands wait for an operator.
+            # The project's [tools] settings hold here too (bash's timeout, the dangerous and allowed patterns); the
+            # policy is the call's own.
             context = self._tool_contexts[policy] = ToolContext.from_settings(
                 self._load_settings().tools, workspace=self.workspace, artifacts_dir=self.artifacts_dir, policy=policy
             )

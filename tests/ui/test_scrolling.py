@@ -193,7 +193,7 @@ async def test_the_scrollbar_repaints_only_when_its_thumb_moves():
         assert tree.scroll_y == 60 and 1 <= moves < 15
         assert len(renders) == moves  # one repaint per move of the thumb, none between
         assert renders[-1] == thumbs[-1]
-        # A repaint restyles only the bar's rows that changed: where the thumb's ends were and are.
+        # A repaint styles each distinct row of the bar once (track, thumb, the thumb's ends), not every row.
         with restyled_rows(bar._styles_cache) as styled_rows:
             while bar._thumb() == thumbs[-1]:
                 tree.scroll_to(y=tree.scroll_y + 1, animate=False)

@@ -10,8 +10,9 @@ row. Two costs of that are avoidable, and together they were about half of each 
   that changed (the cursor's old and new line) are styled.
 - The scrollbar. Each scroll sets the bar's position, which repaints the whole bar, though in a tree of thousands
   of lines the thumb moves one eighth of a cell only every few dozen lines. `ThumbScrollBar` repaints only when
-  what it draws would change, and then restyles only the rows that changed (in a short tree the thumb moves at
-  every line).
+  what it draws would change. A repaint starts its styled rows afresh, but it styles each distinct row (track
+  above, thumb, track below, the thumb's two ends) once rather than every row: in a short tree the thumb moves
+  at every line.
 
 `ReusedScrollRows` puts both on a widget. Both lean on Textual internals (StylesCache, ScrollBarRender's thumb
 arithmetic, App._start_widget); Textual is pinned to an exact version, and tests compare the results with
@@ -142,7 +143,7 @@ class ThumbScrollBar(ScrollBar):
 
     def render_line(self, y: int) -> Strip:
         # A bar has a handful of distinct rows (track above, thumb, track below, the thumb's two ends): handing out
-        # one Strip object for each lets RowReuseStylesCache finish each once, not every row at every repaint.
+        # one Strip object for each lets RowReuseStylesCache finish each once per repaint, not every row.
         row = super().render_line(y)
         if len(self._distinct_rows) > 64:  # colours changed (hover, grab, theme) often enough: start afresh
             self._distinct_rows.clear()
