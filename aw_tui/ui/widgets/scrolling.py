@@ -74,9 +74,10 @@ class RowReuseStylesCache(StylesCache):
     ) -> list[Strip]:
         content_size = size if content_size is None else content_size
         padding = styles.padding if padding is None else padding
+        outline = styles.outline
         made_with = (
             size, content_size, padding, base_background, background, opacity, ansi_theme, native_ansi,
-            styles.border, styles.outline, styles.tint, styles.text_opacity,
+            styles.border, outline, styles.tint, styles.text_opacity,
             styles.hatch if styles.has_rule("hatch") else None,
         )  # fmt: skip
         if made_with != self._finished_for:
@@ -84,7 +85,7 @@ class RowReuseStylesCache(StylesCache):
             self._finished_for = made_with
         gutter = styles.gutter
         # Outline rows draw over the content's first and last columns and rows: leave those widgets as they are.
-        has_outline = any(edge for edge, _color in styles.outline)
+        has_outline = any(edge for edge, _color in outline)
         first = gutter.top
         self._content_rows = range(0) if has_outline else range(first, min(size.height - gutter.bottom,
                                                                            first + content_size.height))  # fmt: skip
